@@ -1,0 +1,244 @@
+"""Settings from NEWSLETTER_* environment variables and .env, in one place.
+
+Unset settings take the embedded defaults (SQLite, a file-system Celery broker,
+the built-in SMTP catcher), so a fresh machine runs with no servers. In
+production mode (NEWSLETTER_ENV=production) the settings that must never be
+guessed are required, and any malformed value stops start-up with one line.
+"""
+
+from __future__ import annotations
+
+import secrets
+from email.headerregistry import Address
+from email.utils import parseaddr
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+BROKER_SCHEMES = ("redis", "rediss", "amqp", "pyamqp", "filesystem", "sqla+", "memory")
+REQUIRED_IN_PRODUCTION = (
+    "database_url",
+    "broker_url",
+    "smtp_url",
+    "base_url",
+    "secret_key",
+    "admin_token",
+    "from_",
+)
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line for the operator."""
+
+
+class SmtpConfig:
+    """SMTP_URL taken apart: smtp://, smtp+starttls://, smtps:// with user:password."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in SMTP_SCHEMES:
+            raise ValueError(
+                f"scheme must be one of {', '.join(sorted(SMTP_SCHEMES))}, got {parts.scheme!r}"
+            )
+        if not parts.hostname:
+            raise ValueError("has no host")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError("has a bad port") from exc
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = port or SMTP_SCHEMES[parts.scheme]
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.starttls = parts.scheme == "smtp+starttls"
+        self.ssl = parts.scheme == "smtps"
+
+    def __repr__(self) -> str:  # never show the password
+        return f"SmtpConfig({self.scheme}://{self.host}:{self.port})"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NEWSLETTER_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    broker_url: str | None = None
+    smtp_url: str = "smtp://127.0.0.1:1025"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    admin_token: str | None = None
+    from_: str = Field("The Newsroom <newsletter@localhost>", alias="NEWSLETTER_FROM")
+    bounce_domain: str | None = None
+    dkim_domain: str | None = None
+    dkim_selector: str | None = None
+    dkim_key_file: Path | None = None
+    send_rate: float = 0.0
+    confirm_ttl_days: int = 7
+    confirm_resend_minutes: int = 10
+    check_deliverability: bool = False
+    subscribe_limit_ip: int = 20
+    subscribe_limit_ip_window: int = 60
+    subscribe_limit_address: int = 5
+    subscribe_limit_address_window: int = 3600
+    postal_address: str = "The Newsroom, 1 Example Street, Springfield"
+    consent_version: str = "2026-11"
+    catcher_port: int = 1025
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp(cls, value: str) -> str:
+        SmtpConfig(value)
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(BROKER_SCHEMES):
+            raise ValueError("must be a redis://, amqp:// or filesystem:// URL")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("is not a database URL") from exc
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+            value = str(url.set(drivername="postgresql+psycopg").render_as_string(False))
+        return value
+
+    @field_validator("from_")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        name, addr = parseaddr(value)
+        if "@" not in addr or any(c in value for c in "\r\n"):
+            raise ValueError("must be a display name and address, e.g. 'News <news@example.com>'")
+        return value
+
+    @field_validator("send_rate")
+    @classmethod
+    def _rate(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("must be 0 (no cap) or a positive number of messages per second")
+        return value
+
+    @model_validator(mode="after")
+    def _production(self) -> Settings:
+        if self.env == "production":
+            missing = [n for n in REQUIRED_IN_PRODUCTION if n not in self.model_fields_set]
+            if missing:
+                names = ", ".join("NEWSLETTER_" + n.rstrip("_").upper() for n in missing)
+                raise ValueError(f"production mode needs {names}")
+        return self
+
+    # Derived values -----------------------------------------------------------
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url is None
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'newsletter.db'}"
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir.resolve() / "broker"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir.resolve() / "outbox"
+
+    @property
+    def redis_url(self) -> str | None:
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
+
+    @property
+    def smtp(self) -> SmtpConfig:
+        return SmtpConfig(self.smtp_url)
+
+    @property
+    def sender(self) -> Address:
+        name, addr = parseaddr(self.from_)
+        user, _, domain = addr.rpartition("@")
+        return Address(display_name=name, username=user, domain=domain)
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender.domain
+
+    @property
+    def bounces_domain(self) -> str:
+        return self.bounce_domain or self.sender_domain
+
+    @property
+    def secret(self) -> str:
+        return self.secret_key or _persisted_secret(self.data_dir, "secret_key")
+
+    @property
+    def admin(self) -> str:
+        return self.admin_token or _persisted_secret(self.data_dir, "admin_token")
+
+
+def _persisted_secret(data_dir: Path, name: str) -> str:
+    """An embedded-default secret, made once and kept in the data dir so links survive restarts."""
+    path = data_dir / name
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path.read_text().strip()
+
+
+def load_settings() -> Settings:
+    """Read and check the settings; a problem becomes one ConfigError line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        field = "NEWSLETTER_" + loc.rstrip("_").upper() if loc else "settings"
+        if field == "NEWSLETTER_FROM_":
+            field = "NEWSLETTER_FROM"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{field}: {msg}" if loc else msg) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

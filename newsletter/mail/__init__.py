@@ -1,0 +1,1 @@
+"""Message building, rendering and the SMTP transport."""

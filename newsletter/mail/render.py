@@ -1,0 +1,49 @@
+"""Render an e-mail kind from templates/email/<kind>/ and inline its CSS in one place."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from premailer import Premailer
+
+from newsletter.templating import email_env
+
+# premailer warns about every CSS property mail clients may ignore; it is noise here.
+logging.getLogger("premailer").setLevel(logging.ERROR)
+logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def inline_css(html: str, base_url: str | None = None) -> str:
+    """Move <style> rules onto elements: many mail clients drop <style> blocks.
+
+    Media queries (dark mode, narrow screens) stay in <style>, which premailer keeps.
+    """
+    return Premailer(
+        html,
+        base_url=base_url,
+        keep_style_tags=True,
+        strip_important=False,
+        remove_classes=False,
+        cssutils_logging_level=logging.CRITICAL,
+        disable_validation=True,
+        allow_network=False,
+    ).transform()
+
+
+def render_email(kind: str, context: dict[str, Any], *, inline: bool = True) -> Rendered:
+    env = email_env()
+    subject = env.get_template(f"{kind}/subject.txt").render(context)
+    text = env.get_template(f"{kind}/body.txt").render(context)
+    html = env.get_template(f"{kind}/body.html").render(context)
+    # A subject is one line whatever a template or its data holds.
+    subject = " ".join(subject.split())
+    return Rendered(subject=subject, text=text, html=inline_css(html) if inline else html)

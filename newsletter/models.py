@@ -1,0 +1,221 @@
+"""The data model: lists, subscribers, consent, stories, digests, the delivery ledger."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both SQLite (which drops the zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SubscriberStatus(enum.StrEnum):
+    active = "active"
+    bounced = "bounced"
+    complained = "complained"
+    suppressed = "suppressed"
+
+
+class SubscriptionStatus(enum.StrEnum):
+    unconfirmed = "unconfirmed"
+    confirmed = "confirmed"
+    unsubscribed = "unsubscribed"
+
+
+class DigestStatus(enum.StrEnum):
+    draft = "draft"
+    scheduled = "scheduled"
+    sending = "sending"
+    paused = "paused"
+    cancelled = "cancelled"
+    sent = "sent"
+
+
+class DeliveryStatus(enum.StrEnum):
+    queued = "queued"
+    sending = "sending"
+    sent = "sent"
+    deferred = "deferred"
+    failed = "failed"
+    bounced = "bounced"
+
+
+class MailingList(Base):
+    __tablename__ = "lists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    schedule: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Normalised by email-validator: one row per address whatever its case or Unicode form.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.active)
+    bounce_score: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan"
+    )
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("list_id", "subscriber_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=SubscriptionStatus.unconfirmed)
+    # Bumped on every (re)subscription so older confirm links stop working.
+    token_nonce: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The consent record: when, from where, through what, agreeing to which wording.
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_ip: Mapped[str | None] = mapped_column(String(64))
+    consent_user_agent: Mapped[str | None] = mapped_column(String(512))
+    consent_source: Mapped[str] = mapped_column(String(32), default="form")
+    consent_text_version: Mapped[str | None] = mapped_column(String(32))
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class Suppression(Base):
+    """Addresses never to mail again, kept as a keyed hash so erasure leaves no address."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Story(Base):
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(120), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    lede: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")  # paragraphs separated by blank lines
+    url: Mapped[str | None] = mapped_column(String(2000))
+    author: Mapped[str | None] = mapped_column(String(200))
+    image: Mapped[str | None] = mapped_column(String(2000))
+    guid: Mapped[str | None] = mapped_column(String(2000), unique=True)
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Digest(Base):
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("list_id", "period_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), default=DigestStatus.draft)
+    # Inlined once per digest; per-recipient fields are placeholders substituted at send.
+    html: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    story_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    period_key: Mapped[str | None] = mapped_column(String(64))
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    mailing_list: Mapped[MailingList] = relationship()
+
+
+class Delivery(Base):
+    """The ledger: one row per digest and recipient, the truth about who got what."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("digest_id", "subscriber_id"),
+        Index("ix_deliveries_digest_status", "digest_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.queued)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    smtp_code: Mapped[int | None] = mapped_column(Integer)
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BounceEvent(Base):
+    __tablename__ = "bounce_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # hard, soft, policy, complaint, ignore
+    reason: Mapped[str] = mapped_column(String(64), default="")
+    status_code: Mapped[str | None] = mapped_column(String(16))
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    remote_domain: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(32), default="smtp")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

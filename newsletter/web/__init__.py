@@ -1,0 +1,1 @@
+"""The FastAPI app: public pages, admin API, webhooks."""

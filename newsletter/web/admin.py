@@ -1,0 +1,102 @@
+"""Admin API under /api/, behind the bearer token. Each route is a few lines over newsletter/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel
+from sqlalchemy import func, select
+
+from newsletter.addresses import InvalidInput
+from newsletter.config import get_settings
+from newsletter.db import session_scope
+from newsletter.lists import create_list, list_records
+from newsletter.models import Subscriber, Subscription
+from newsletter.subscribers import subscriber_records
+from newsletter.subscriptions import ConsentRecord, subscribe
+from newsletter.web.auth import require_admin
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_admin)])
+
+
+def bad_input(exc: InvalidInput) -> HTTPException:
+    return HTTPException(422, [{"field": exc.field, "message": exc.message}])
+
+
+class ListIn(BaseModel):
+    slug: str
+    name: str
+    schedule: str | None = None
+    timezone: str = "UTC"
+
+
+class SubscriberIn(BaseModel):
+    email: str
+    list: str
+    name: str = ""
+    confirmed: bool = False
+
+
+@router.get("/lists")
+def get_lists() -> list[dict[str, Any]]:
+    with session_scope() as session:
+        return list_records(session)
+
+
+@router.post("/lists", status_code=201)
+def post_list(body: ListIn) -> dict[str, Any]:
+    try:
+        with session_scope() as session:
+            m = create_list(session, body.slug, body.name, body.schedule, body.timezone)
+            return {"slug": m.slug, "name": m.name, "schedule": m.schedule, "timezone": m.timezone}
+    except InvalidInput as exc:
+        raise bad_input(exc) from None
+
+
+@router.get("/subscribers")
+def get_subscribers(list: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
+    try:
+        with session_scope() as session:
+            return [*subscriber_records(session, list)]
+    except InvalidInput as exc:
+        raise bad_input(exc) from None
+
+
+@router.post("/subscribers", status_code=201)
+def post_subscriber(body: SubscriberIn) -> dict[str, Any]:
+    from workers.tasks import send_confirmation
+
+    settings = get_settings()
+    try:
+        with session_scope() as session:
+            result = subscribe(
+                session,
+                settings,
+                email=body.email,
+                name=body.name,
+                list_slug=body.list,
+                consent=ConsentRecord(source="admin"),
+                confirmed=body.confirmed,
+            )
+    except InvalidInput as exc:
+        raise bad_input(exc) from None
+    if result.send_confirmation and result.subscription_id is not None:
+        send_confirmation.delay(result.subscription_id)
+    return {"outcome": result.outcome.value}
+
+
+def prometheus_metrics() -> str:
+    lines = []
+    with session_scope() as session:
+        lines.append("# TYPE newsletter_subscribers gauge")
+        for status, n in session.execute(
+            select(Subscriber.status, func.count()).group_by(Subscriber.status)
+        ):
+            lines.append(f'newsletter_subscribers{{status="{status}"}} {n}')
+        lines.append("# TYPE newsletter_subscriptions gauge")
+        for status, n in session.execute(
+            select(Subscription.status, func.count()).group_by(Subscription.status)
+        ):
+            lines.append(f'newsletter_subscriptions{{status="{status}"}} {n}')
+    return "\n".join(lines) + "\n"

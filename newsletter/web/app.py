@@ -1,0 +1,74 @@
+"""Application factory: routes, error pages that never show a traceback, shared state."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from newsletter import __version__
+from newsletter.config import get_settings
+from newsletter.db import session_scope
+from newsletter.web import admin, outbox, public
+from newsletter.web.pages import error_page
+from newsletter.web.ratelimit import make_limiter
+
+log = logging.getLogger(__name__)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith(("/api/", "/webhooks/")) or "application/json" in (
+        request.headers.get("accept", "") + request.headers.get("content-type", "")
+    )
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(title="newsletter", version=__version__, docs_url="/api/docs", redoc_url=None)
+    app.state.limiter = make_limiter(settings.redis_url)
+    app.include_router(public.router)
+    app.include_router(admin.router)
+    if settings.embedded:
+        app.include_router(outbox.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Response:
+        try:
+            with session_scope() as session:
+                session.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - health reports, never raises
+            log.exception("health check: database unreachable")
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(admin.prometheus_metrics(), media_type="text/plain; version=0.0.4")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+        title = {404: "Page not found", 405: "Not allowed"}.get(exc.status_code, "Error")
+        return error_page(request, exc.status_code, title, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        detail = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": detail}, 422)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        if _wants_json(request):
+            return JSONResponse({"detail": "Internal error; it has been logged."}, 500)
+        return error_page(request, 500, "Something went wrong", "Please try again in a moment.")
+
+    return app

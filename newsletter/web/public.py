@@ -1,0 +1,274 @@
+"""Reader-facing pages: subscribe, confirm, unsubscribe. A GET never changes anything."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from sqlalchemy import select
+
+from newsletter.addresses import InvalidInput
+from newsletter.config import get_settings
+from newsletter.db import session_scope
+from newsletter.models import MailingList, SubscriptionStatus
+from newsletter.subscriptions import (
+    ConfirmState,
+    ConsentRecord,
+    check_confirm,
+    confirm,
+    renew_confirmation,
+    subscribe,
+    unsubscribe,
+    unsubscription,
+)
+from newsletter.tokens import TokenExpired, TokenInvalid
+from newsletter.web import csrf
+from newsletter.web.pages import error_page, page
+from newsletter.web.ratelimit import RateLimiter
+
+router = APIRouter()
+
+MAX_BODY = 16 * 1024
+HONEYPOT = "website"
+BAD_LINK = (
+    "This link is not valid. It may have been cut short when it was copied, "
+    "or replaced by a newer one. Please use the link in the most recent e-mail."
+)
+
+
+def _enqueue_confirmation(subscription_id: int) -> None:
+    from workers.tasks import send_confirmation
+
+    send_confirmation.delay(subscription_id)
+
+
+def _lists() -> list[dict[str, str]]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(MailingList.slug, MailingList.name).order_by(MailingList.name)
+        )
+        return [{"slug": slug, "name": name} for slug, name in rows]
+
+
+def _form_page(
+    request: Request,
+    status: int = 200,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> HTMLResponse:
+    settings = get_settings()
+    token = request.cookies.get(csrf.COOKIE)
+    if not token:
+        token = csrf.new_token(settings.secret)
+    values = values or {}
+    lists = _lists()
+    chosen = values.get("list") or request.query_params.get("list") or ""
+    if not chosen and len(lists) == 1:
+        chosen = lists[0]["slug"]
+    response = page(
+        request,
+        "subscribe.html",
+        status=status,
+        lists=lists,
+        chosen=chosen,
+        values=values,
+        errors=errors or {},
+        csrf_token=token,
+        consent_version=settings.consent_version,
+    )
+    response.set_cookie(
+        csrf.COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=settings.base_url.startswith("https://"),
+        max_age=86400,
+    )
+    return response
+
+
+@router.get("/subscribe", response_class=HTMLResponse)
+def subscribe_form(request: Request) -> HTMLResponse:
+    return _form_page(request)
+
+
+async def _read_fields(request: Request) -> tuple[dict[str, str], bool]:
+    """The submitted fields and whether they came as JSON (the API variant)."""
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise InvalidInput("form", "The submission is too large.")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise InvalidInput("form", "The body is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise InvalidInput("form", "The body must be a JSON object.")
+        return {k: v if isinstance(v, str) else "" for k, v in data.items()}, True
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}, False
+
+
+@router.post("/subscribe")
+async def subscribe_submit(request: Request) -> Response:
+    settings = get_settings()
+    limiter: RateLimiter = request.app.state.limiter
+    try:
+        fields, as_json = await _read_fields(request)
+    except InvalidInput as exc:
+        return JSONResponse({"detail": [{"field": exc.field, "message": exc.message}]}, 422)
+    values = {k: fields.get(k, "") for k in ("email", "name", "list")}
+
+    ip = request.client.host if request.client else "unknown"
+    if not limiter.hit(f"ip:{ip}", settings.subscribe_limit_ip, settings.subscribe_limit_ip_window):
+        return _too_many(request, as_json)
+    if not as_json and not csrf.valid(
+        settings.secret, request.cookies.get(csrf.COOKIE), fields.get("csrf_token")
+    ):
+        return error_page(
+            request,
+            403,
+            "Please try again",
+            "This form expired or was sent from another site. Reload the page and submit it again.",
+        )
+    if fields.get(HONEYPOT):
+        # Bots fill every field; show them the ordinary page and do nothing.
+        return _accepted(request, as_json)
+    email_key = values["email"].strip().lower()
+    if email_key and not limiter.hit(
+        f"addr:{email_key}",
+        settings.subscribe_limit_address,
+        settings.subscribe_limit_address_window,
+    ):
+        return _too_many(request, as_json)
+
+    consent = ConsentRecord(
+        ip=ip,
+        user_agent=request.headers.get("user-agent"),
+        source="api" if as_json else "form",
+        text_version=settings.consent_version,
+    )
+    try:
+        with session_scope() as session:
+            result = subscribe(
+                session,
+                settings,
+                email=values["email"],
+                name=values["name"],
+                list_slug=values["list"],
+                consent=consent,
+            )
+    except InvalidInput as exc:
+        if as_json:
+            return JSONResponse({"detail": [{"field": exc.field, "message": exc.message}]}, 422)
+        return _form_page(request, 422, values, {exc.field: exc.message})
+    if result.send_confirmation and result.subscription_id is not None:
+        _enqueue_confirmation(result.subscription_id)
+    return _accepted(request, as_json)
+
+
+def _accepted(request: Request, as_json: bool) -> Response:
+    # One neutral answer for new, pending and already confirmed addresses alike.
+    if as_json:
+        return JSONResponse({"status": "pending", "message": "Check your inbox to confirm."}, 202)
+    return page(request, "subscribe_done.html")
+
+
+def _too_many(request: Request, as_json: bool) -> Response:
+    message = "Too many sign-up attempts. Please wait a few minutes and try again."
+    if as_json:
+        return JSONResponse({"detail": message}, 429, headers={"Retry-After": "60"})
+    response = error_page(request, 429, "Slow down, please", message)
+    response.headers["Retry-After"] = "60"
+    return response
+
+
+def _expired_page(request: Request, token: str) -> HTMLResponse:
+    return page(request, "confirm_expired.html", status=410, token=token)
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+def confirm_page(request: Request, token: str) -> HTMLResponse:
+    settings = get_settings()
+    try:
+        with session_scope() as session:
+            sub = check_confirm(session, settings, token)
+            ctx: dict[str, Any] = {
+                "list_name": sub.mailing_list.name,
+                "email": sub.subscriber.email,
+                "already": sub.status == SubscriptionStatus.confirmed,
+                "token": token,
+            }
+    except TokenExpired:
+        return _expired_page(request, token)
+    except TokenInvalid:
+        return error_page(request, 400, "Link not valid", BAD_LINK)
+    return page(request, "confirm.html", **ctx)
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
+def confirm_submit(request: Request, token: str) -> HTMLResponse:
+    settings = get_settings()
+    try:
+        with session_scope() as session:
+            state, sub = confirm(session, settings, token)
+            ctx = {"list_name": sub.mailing_list.name, "already": state is ConfirmState.already}
+    except TokenExpired:
+        return _expired_page(request, token)
+    except TokenInvalid:
+        return error_page(request, 400, "Link not valid", BAD_LINK)
+    return page(request, "confirmed.html", **ctx)
+
+
+@router.post("/confirm/{token}/renew", response_class=HTMLResponse)
+def confirm_renew(request: Request, token: str) -> HTMLResponse:
+    settings = get_settings()
+    try:
+        with session_scope() as session:
+            check_confirm(session, settings, token)
+        return error_page(request, 400, "Link still valid", "This link has not expired: use it.")
+    except TokenExpired as exc:
+        with session_scope() as session:
+            result = renew_confirmation(session, settings, exc.payload)  # type: ignore[arg-type]
+    except TokenInvalid:
+        return error_page(request, 400, "Link not valid", BAD_LINK)
+    if result.send_confirmation and result.subscription_id is not None:
+        _enqueue_confirmation(result.subscription_id)
+    return page(request, "subscribe_done.html")
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+    settings = get_settings()
+    try:
+        with session_scope() as session:
+            sub = unsubscription(session, settings, token)
+            ctx = {
+                "list_name": sub.mailing_list.name,
+                "token": token,
+                "already": sub.status == SubscriptionStatus.unsubscribed,
+            }
+    except TokenInvalid:
+        return error_page(request, 400, "Link not valid", BAD_LINK)
+    return page(request, "unsubscribe.html", **ctx)
+
+
+@router.post("/unsubscribe/{token}")
+async def unsubscribe_submit(request: Request, token: str) -> Response:
+    """The page's button and RFC 8058 one-click from mailbox providers: no cookie needed."""
+    settings = get_settings()
+    body = (await request.body())[:MAX_BODY]
+    one_click = b"List-Unsubscribe=One-Click" in body
+    try:
+        with session_scope() as session:
+            sub = unsubscribe(session, settings, token)
+            list_name = sub.mailing_list.name
+    except TokenInvalid:
+        if one_click:
+            return PlainTextResponse("Unknown or invalid unsubscribe link.", 400)
+        return error_page(request, 400, "Link not valid", BAD_LINK)
+    if one_click:
+        return PlainTextResponse("Unsubscribed.")
+    return page(request, "unsubscribed.html", list_name=list_name, token=token)

@@ -1,0 +1,56 @@
+"""The Celery app: Redis (or RabbitMQ) in production, a file-system broker when embedded.
+
+The file-system transport is a real cross-process broker that needs no server: web,
+worker and beat exchange messages through files in the data dir.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+
+from newsletter.config import Settings, get_settings
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("newsletter", broker=settings.broker, include=["workers.tasks"])
+    conf: dict[str, object] = {
+        # A task is acknowledged after it ran, so a killed worker's task is redelivered.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "broker_connection_retry_on_startup": True,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": {
+            "purge-unconfirmed": {
+                "task": "workers.tasks.purge_unconfirmed",
+                "schedule": timedelta(hours=1),
+            },
+        },
+    }
+    if settings.embedded:
+        folder = settings.broker_folder
+        for sub in ("queue", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        conf["broker_transport_options"] = {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+        conf["beat_schedule_filename"] = str(settings.data_dir.resolve() / "beat-schedule")
+    elif settings.redis_url:
+        # Redelivery of an unacknowledged task after a crash: long enough for a batch.
+        conf["broker_transport_options"] = {"visibility_timeout": 3600}
+        conf["beat_schedule_filename"] = str(settings.data_dir.resolve() / "beat-schedule")
+    app.conf.update(conf)
+    return app
+
+
+app = make_celery(get_settings())
