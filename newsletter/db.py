@@ -12,9 +12,26 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import get_settings
 
+_engines: dict[str, Engine] = {}
 
-@lru_cache(maxsize=8)
+
 def engine_for(url: str) -> Engine:
+    """One engine per URL and process (call reset() after a fork or a settings change)."""
+    engine = _engines.get(url)
+    if engine is None:
+        engine = _engines[url] = _create(url)
+    return engine
+
+
+def reset() -> None:
+    """Drop every engine and session factory, e.g. in a forked worker child."""
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+    _factory.cache_clear()
+
+
+def _create(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

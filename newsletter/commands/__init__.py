@@ -1,0 +1,1 @@
+"""Command groups of the `newsletter` CLI, one module per capability."""

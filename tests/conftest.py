@@ -1,0 +1,93 @@
+"""Fixtures: each test gets its own data dir and database; the env is the configuration."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports newsletter: a data dir of the session's own, never ./var.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="newsletter-tests-"))
+os.environ["NEWSLETTER_DATA_DIR"] = str(_SESSION_DIR)
+for _name in list(os.environ):
+    if _name.startswith("NEWSLETTER_") and _name not in (
+        "NEWSLETTER_DATA_DIR",
+        "NEWSLETTER_TEST_POSTGRES_URL",
+        "NEWSLETTER_TEST_REDIS_URL",
+    ):
+        del os.environ[_name]
+
+from newsletter.config import get_settings  # noqa: E402
+from tests.services import SmtpRules, SmtpServer, postgres_database, redis_database  # noqa: E402
+
+
+def reset_caches() -> None:
+    from newsletter import db
+
+    get_settings.cache_clear()
+    db.reset()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    yield
+    reset_caches()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(path))
+    reset_caches()
+    return path
+
+
+def _migrated(url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    from newsletter.migrate import upgrade
+
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", url)
+    reset_caches()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_db(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    return _migrated(f"sqlite:///{data_dir / 'newsletter.db'}", monkeypatch)
+
+
+@pytest.fixture
+def postgres_db(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with postgres_database() as url:
+        yield _migrated(url, monkeypatch)
+        reset_caches()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str:
+    """Runs the test on SQLite and on PostgreSQL."""
+    return request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "postgres_db")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with redis_database() as url:
+        yield url
+
+
+@pytest.fixture
+def smtp_rules() -> SmtpRules:
+    return SmtpRules()
+
+
+@pytest.fixture
+def smtp_server(smtp_rules: SmtpRules, monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpServer]:
+    server = SmtpServer(smtp_rules).start()
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", server.url)
+    reset_caches()
+    yield server
+    server.stop()
