@@ -1,0 +1,629 @@
+"""Parse a bounce, complaint or auto-reply into one result per failed recipient.
+
+Order of attempts, most reliable first:
+
+1. ARF feedback reports (RFC 5965): a reader complaint or a DMARC failure report.
+2. RFC 3464 DSNs: ``message/delivery-status`` fields (also when an MTA pastes them into a
+   text part).
+3. Amazon SES JSON notifications sent by e-mail.
+4. Auto-replies (RFC 3834, vacation / out-of-office), once it is clear the message is not
+   a bounce: Exim marks its bounces ``Auto-Submitted: auto-replied`` too.
+5. Free-text bounces (Postfix, Exim, qmail, Exchange, Gmail...): recipient from
+   X-Failed-Recipients, flufl.bounce, or the addresses the text names; reason from the
+   SMTP reply lines.
+
+``analyse`` never raises: a message that cannot be understood yields ``[]``.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from email.utils import getaddresses
+
+from newsletter.bounces.classify import Kind, classify, find_status
+
+MAX_BYTES = 2_000_000  # bigger messages are cut: the verdict is always in the first part
+
+_ADDR = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
+)
+# "<user@example.net>: host said ..." / "user@example.net:" - how Postfix, qmail and Exim
+# introduce the failed address; preferred over any address merely mentioned in the text.
+_LEADING_ADDR = re.compile(
+    r"(?m)(?<=^<)" + _ADDR.pattern + r"(?=>:)|(?<=^)" + _ADDR.pattern + r"(?=:)"
+)
+_ORIGINAL_MARKERS = re.compile(
+    r"^.*(?:this is a copy of the message|original message (?:follows|headers? follow)"
+    r"|message headers follow|below this line is a copy|-+ ?original message ?-+"
+    r"|header of the original message|unsent message below|original mail as follows"
+    r"|message text follows|included below is the original|headers of your message follow"
+    r"|-+ ?(?:returned|undelivered) message ?-+).*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_DAEMON = re.compile(
+    r"^(?:mailer-daemon|post_?master|mail-daemon|maildelivery|mdaemon|"
+    r"double-bounce|bounce|bounces|mail\.delivery|noreply|no-reply)\b",
+    re.IGNORECASE,
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|delivery (?:status|failure|failed|notification|has failed)|returned mail"
+    r"|mail delivery|failure notice|non[- ]?delivery|could not be delivered|delivery problem"
+    r"|mail system error|rejected|not delivered|failed delivery|delivery report",
+    re.IGNORECASE,
+)
+_AUTOREPLY_SUBJECT = re.compile(
+    r"out of (?:the )?office|vacation|auto(?:matic|matisk)?[- ]?(?:reply|response|answer)"
+    r"|autorespon|abwesenheit|away from (?:my|the) (?:desk|office)|on holiday|on leave"
+    r"|absence|r[eé]ponse automatique|risposta automatica|自動応答|不在",
+    re.IGNORECASE,
+)
+_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
+_RECIPIENT_FIELDS = ("final-recipient", "original-recipient", "x-actual-recipient")
+_DSN_FIELDS = frozenset(
+    {
+        *_RECIPIENT_FIELDS,
+        "action",
+        "status",
+        "diagnostic-code",
+        "remote-mta",
+        "last-attempt-date",
+        "will-retry-until",
+    }
+)
+_SMTP_LINE = re.compile(r"(?<![\d.])[45]\d\d(?:[ -]|$)|\b[45]\.\d{1,3}\.\d{1,3}\b")
+
+
+@dataclass(frozen=True)
+class BounceResult:
+    """One recipient's outcome, as the suppression logic needs it.
+
+    ``sent_to`` holds the addresses this bounce was delivered TO (To, Delivered-To,
+    X-Original-To, Envelope-To and the SMTP RCPT TO given by the caller), so the caller
+    can decode its VERP return path (``bounces+TOKEN@bounce.example.com``).
+    """
+
+    recipient: str | None
+    kind: Kind
+    reason: str
+    status: str = ""
+    diagnostic: str = ""
+    remote_domain: str = ""
+    feedback_type: str = ""
+    action: str = ""
+    remote_mta: str = ""
+    original_message_id: str = ""
+    sent_to: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def original_envelope(self) -> tuple[str, ...]:
+        """Alias of ``sent_to``: the envelope/header recipients of the bounce itself."""
+        return self.sent_to
+
+    def verp_token(self, local_prefix: str = "bounces") -> str | None:
+        """The TOKEN of the first ``<local_prefix>+TOKEN@...`` address in ``sent_to``."""
+        return verp_token(self.sent_to, local_prefix)
+
+
+def verp_token(addresses: Iterable[str], local_prefix: str = "bounces") -> str | None:
+    """Return the VERP token from ``prefix+TOKEN@domain`` among ``addresses``, or None."""
+    wanted = local_prefix.lower() + "+"
+    for address in addresses:
+        local, _, _domain = address.rpartition("@")
+        if local.lower().startswith(wanted) and len(local) > len(wanted):
+            return local[len(wanted) :]
+    return None
+
+
+def analyse(raw: bytes, rcpt_to: list[str] | None = None) -> list[BounceResult]:
+    """Parse ``raw`` (a whole RFC 5322 message) into per-recipient results.
+
+    ``rcpt_to`` are the SMTP envelope recipients when the bounce arrived over SMTP; they
+    are added to ``sent_to`` for VERP decoding. Never raises; returns [] when nothing in
+    the message looks like a bounce, complaint or auto-reply.
+    """
+    try:
+        return _analyse(raw, rcpt_to)
+    except Exception:  # noqa: BLE001 - the contract is "never raises" on hostile input
+        return []
+
+
+def _analyse(raw: bytes, rcpt_to: list[str] | None) -> list[BounceResult]:
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "replace")
+    if not isinstance(raw, bytes | bytearray) or not raw.strip():
+        return []
+    msg = email.message_from_bytes(bytes(raw[:MAX_BYTES]), policy=email.policy.compat32)
+    env = _Envelope.of(msg, rcpt_to)
+    for parser in (_parse_arf, _parse_dsn, _parse_ses_json, _parse_autoreply, _parse_text):
+        results = parser(msg, env)
+        if results:
+            return results
+    return []
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    """What the bounce itself says about where it went and what it returns."""
+
+    sent_to: tuple[str, ...]
+    own: frozenset[str]
+    sender: str
+    subject: str
+    original: Message | None
+    original_id: str
+
+    @classmethod
+    def of(cls, msg: Message, rcpt_to: list[str] | None) -> _Envelope:
+        sent: list[str] = []
+        for name in ("To", "Delivered-To", "Envelope-To", "X-Envelope-To"):
+            sent.extend(_addresses(_headers(msg, name)))
+        sent.extend(a.strip().strip("<>").lower() for a in rcpt_to or [] if "@" in a)
+        # X-Original-To is kept for VERP but not treated as ours when hunting for the
+        # failed address: some MTAs stamp the failed recipient there.
+        own = frozenset(sent)
+        sent.extend(_addresses(_headers(msg, "X-Original-To")))
+        sender = (_addresses([_header(msg, "From")]) or [""])[0]
+        original = _original_message(msg)
+        original_id = _header(original, "Message-ID").strip() if original is not None else ""
+        return cls(
+            sent_to=tuple(dict.fromkeys(sent)),
+            own=own | {sender},
+            sender=sender,
+            subject=_header(msg, "Subject"),
+            original=original,
+            original_id=original_id,
+        )
+
+
+def _header(msg: Message | None, name: str) -> str:
+    """A header as a str, decoding RFC 2047 words; "" when absent or undecodable."""
+    if msg is None:
+        return ""
+    try:
+        value = msg.get(name)
+        if value is None:
+            return ""
+        return _decode_words(str(value))
+    except Exception:  # noqa: BLE001 - a broken header must not lose the whole bounce
+        return ""
+
+
+def _headers(msg: Message, name: str) -> list[str]:
+    try:
+        return [_decode_words(str(v)) for v in msg.get_all(name) or []]
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def _decode_words(value: str) -> str:
+    try:
+        parts = email.header.decode_header(value)
+    except Exception:  # noqa: BLE001
+        return value
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, bytes):
+            out.append(_decode_bytes(chunk, charset))
+        else:
+            out.append(chunk)
+    return "".join(out)
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    for candidate in (charset, "utf-8"):
+        if not candidate:
+            continue
+        try:
+            return data.decode(candidate)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1")
+
+
+def _addresses(values: Iterable[str]) -> list[str]:
+    """Lower-case addr-specs from header values, dropping anything without an @."""
+    out = []
+    for _name, addr in getaddresses([v for v in values if v]):
+        addr = addr.strip().strip("<>").lower()
+        if "@" in addr and " " not in addr:
+            out.append(addr)
+    return out
+
+
+def _clean_address(value: str) -> str | None:
+    """``rfc822; <User@Example.COM>`` -> ``user@example.com``."""
+    if ";" in value:
+        value = value.split(";", 1)[1]
+    match = _ADDR.search(value)
+    return match.group(0).lower().strip(".") if match else None
+
+
+def _domain(address: str | None) -> str:
+    return address.rpartition("@")[2] if address else ""
+
+
+def _part_text(part: Message) -> str:
+    """Decoded text of a leaf part; a parsed header-block payload is rebuilt as text."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks = []
+        for block in payload:
+            if isinstance(block, Message):
+                blocks.append("\n".join(f"{k}: {v}" for k, v in block.items()))
+        return "\n\n".join(blocks)
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return str(payload or "")
+    return _decode_bytes(data, part.get_content_charset())
+
+
+def _walk_outer(msg: Message) -> Iterator[Message]:
+    """Leaf parts of the bounce, not descending into a returned original message."""
+    if msg.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
+        return
+    payload = msg.get_payload()
+    if isinstance(payload, list):
+        if msg.get_content_maintype() == "multipart":
+            for sub in payload:
+                if isinstance(sub, Message):
+                    yield from _walk_outer(sub)
+            return
+    yield msg
+
+
+def _original_message(msg: Message) -> Message | None:
+    """The returned original (message/rfc822 or text/rfc822-headers part), if any."""
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            payload = part.get_payload()
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+                return payload[0]
+        elif ctype == "text/rfc822-headers":
+            return email.message_from_string(_part_text(part), policy=email.policy.compat32)
+    return None
+
+
+def _bounce_text(msg: Message) -> str:
+    """Human-readable text of the bounce, cut before any pasted copy of the original."""
+    chunks = []
+    for part in _walk_outer(msg):
+        # A multipart whose boundary never matches is left as one text blob: read it.
+        if part.get_content_maintype() in ("text", "multipart") or part.get_content_type() in (
+            "message/delivery-status",
+            "message/feedback-report",
+        ):
+            text = _part_text(part)
+            if part.get_content_subtype() == "html":
+                text = _strip_html(text)
+            chunks.append(text)
+    text = "\n".join(chunks)
+    cut = _ORIGINAL_MARKERS.search(text)
+    return text[: cut.start()] if cut else text
+
+
+def _strip_html(text: str) -> str:
+    text = re.sub(r"(?is)<(script|style).*?</\1>", " ", text)
+    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", text)
+    text = re.sub(r"<[^>]+>", " ", text)
+    return re.sub(r"&nbsp;|&#160;", " ", text).replace("&lt;", "<").replace("&gt;", ">")
+
+
+def _unfold(text: str) -> list[str]:
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") and lines and _FIELD.match(lines[-1]):
+            lines[-1] += " " + line.strip()
+        else:
+            lines.append(line)
+    return lines
+
+
+def _dsn_records(text: str) -> list[dict[str, str]]:
+    """Per-recipient DSN fields found anywhere in ``text`` (RFC 3464 section 2.3)."""
+    records: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in _unfold(text):
+        match = _FIELD.match(line.strip())
+        if not match:
+            continue
+        key, value = match.group(1).lower(), match.group(2).strip()
+        if key not in _DSN_FIELDS:
+            continue
+        starts_new = key in _RECIPIENT_FIELDS and any(k in current for k in (key, "action"))
+        if starts_new or (key == "action" and "action" in current):
+            records.append(current)
+            current = {}
+        current.setdefault(key, value)
+    records.append(current)
+    return [r for r in records if "action" in r or "status" in r or "final-recipient" in r]
+
+
+def _diagnostic(value: str) -> str:
+    """``smtp; 550 5.1.1 ...`` -> ``550 5.1.1 ...`` with whitespace collapsed."""
+    if ";" in value[:12]:
+        value = value.split(";", 1)[1]
+    return " ".join(value.split())
+
+
+def _result(
+    env: _Envelope,
+    recipient: str | None,
+    kind: Kind,
+    reason: str,
+    **extra: str,
+) -> BounceResult:
+    return BounceResult(
+        recipient=recipient,
+        kind=kind,
+        reason=reason,
+        remote_domain=_domain(recipient),
+        original_message_id=env.original_id,
+        sent_to=env.sent_to,
+        **extra,
+    )
+
+
+# --------------------------------------------------------------------------- ARF
+
+
+def _parse_arf(msg: Message, env: _Envelope) -> list[BounceResult]:
+    """RFC 5965 feedback report: abuse is a reader complaint, auth-failure is policy."""
+    report = next(
+        (p for p in msg.walk() if p.get_content_type() == "message/feedback-report"), None
+    )
+    if report is None:
+        return []
+    fields: dict[str, str] = {}
+    for line in _unfold(_part_text(report)):
+        match = _FIELD.match(line.strip())
+        if match:
+            fields.setdefault(match.group(1).lower(), match.group(2).strip())
+    feedback_type = fields.get("feedback-type", "abuse").lower().strip() or "abuse"
+    recipient = _clean_address(fields.get("original-rcpt-to", "")) or _clean_address(
+        fields.get("removal-recipient", "")
+    )
+    if recipient is None and env.original is not None:
+        recipient = (_addresses([_header(env.original, "To")]) or [None])[0]
+    if feedback_type in ("abuse", "fraud", "other", "not-spam", "virus"):
+        kind: Kind = "complaint" if feedback_type in ("abuse", "fraud", "virus") else "ignore"
+        reason = "feedback"
+    else:  # auth-failure, dkim/dmarc failure reports: about our domain, not the reader
+        kind, reason = "policy", "authfailure" if feedback_type == "auth-failure" else "feedback"
+    if kind == "policy" and feedback_type == "auth-failure":
+        reason = "feedback"
+    return [_result(env, recipient, kind, reason, feedback_type=feedback_type)]
+
+
+# --------------------------------------------------------------------------- DSN
+
+
+def _parse_dsn(msg: Message, env: _Envelope) -> list[BounceResult]:
+    """RFC 3464 fields, from message/delivery-status or pasted into a text part."""
+    parts = [p for p in msg.walk() if p.get_content_type() == "message/delivery-status"]
+    sources = [_part_text(p) for p in parts] or [_bounce_text(msg)]
+    records = [r for text in sources for r in _dsn_records(text)]
+    records = [r for r in records if r.get("final-recipient") or r.get("original-recipient")]
+    if not records:
+        return []
+    context = _bounce_text(msg)
+    results = []
+    for record in records:
+        recipient = _clean_address(record.get("final-recipient", "")) or _clean_address(
+            record.get("original-recipient", "")
+        )
+        results.append(_from_record(env, record, recipient, context))
+    return results
+
+
+def _from_record(
+    env: _Envelope, record: dict[str, str], recipient: str | None, context: str
+) -> BounceResult:
+    action = record.get("action", "").lower().split()[0] if record.get("action") else ""
+    diagnostic = _diagnostic(record.get("diagnostic-code", ""))
+    status = _valid_status(record.get("status", ""))
+    better = find_status(diagnostic)
+    if better and (not status or status.endswith(".0.0")) and better[0] == (status or better)[0]:
+        status = better
+    remote_mta = _diagnostic(record.get("remote-mta", ""))
+    extra = {"status": status, "diagnostic": diagnostic, "action": action, "remote_mta": remote_mta}
+    if action in ("delivered", "relayed", "expanded"):
+        return _result(env, recipient, "ignore", "delivered", **extra)
+    if not diagnostic:
+        diagnostic_text = _recipient_lines(context, recipient)
+    else:
+        diagnostic_text = diagnostic
+    kind, reason = classify(status, diagnostic_text, context)
+    if action == "delayed" or (status.startswith("4") and reason != "notaccept"):
+        if kind == "hard" or reason in ("undefined", "expired"):
+            kind, reason = "soft", "delayed" if action == "delayed" else reason
+        if reason == "undefined":
+            reason = "delayed"
+    return _result(env, recipient, kind, reason, **extra)
+
+
+def _valid_status(value: str) -> str:
+    status = find_status(value)
+    return status
+
+
+def _recipient_lines(text: str, recipient: str | None) -> str:
+    """The SMTP reply lines of a free-text bounce: the most specific text we have."""
+    lines = [line.strip() for line in text.splitlines()]
+    picked = [line for line in lines if _SMTP_LINE.search(line)]
+    if recipient:
+        picked += [line for line in lines if recipient in line.lower() and line not in picked]
+    return " ".join(picked)
+
+
+# --------------------------------------------------------------------------- SES JSON
+
+
+def _parse_ses_json(msg: Message, env: _Envelope) -> list[BounceResult]:
+    """Amazon SES notifications e-mailed as JSON (notificationType Bounce/Complaint/...)."""
+    if msg.is_multipart():
+        return []
+    text = _part_text(msg)
+    start = text.find("{")
+    if start < 0 or "notificationType" not in text:
+        return []
+    try:
+        data, _ = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        return []
+    if isinstance(data.get("Message"), str):  # wrapped in an SNS envelope
+        try:
+            data = json.loads(data["Message"])
+        except ValueError:
+            return []
+    kind_name = str(data.get("notificationType") or data.get("eventType") or "")
+    if kind_name == "Delivery":
+        rcpts = data.get("delivery", {}).get("recipients", [])
+        return [
+            _result(env, _clean_address(r), "ignore", "delivered", action="delivered")
+            for r in rcpts
+        ]
+    if kind_name == "Complaint":
+        rcpts = data.get("complaint", {}).get("complainedRecipients", [])
+        return [
+            _result(
+                env,
+                _clean_address(r.get("emailAddress", "")),
+                "complaint",
+                "feedback",
+                feedback_type="abuse",
+            )
+            for r in rcpts
+        ]
+    if kind_name == "Bounce":
+        out = []
+        for r in data.get("bounce", {}).get("bouncedRecipients", []):
+            diagnostic = _diagnostic(str(r.get("diagnosticCode", "")))
+            status = find_status(str(r.get("status", ""))) or find_status(diagnostic)
+            kind, reason = classify(status, diagnostic)
+            out.append(
+                _result(
+                    env,
+                    _clean_address(r.get("emailAddress", "")),
+                    kind,
+                    reason,
+                    status=status,
+                    diagnostic=diagnostic,
+                    action="failed",
+                )
+            )
+        return out
+    return []
+
+
+# --------------------------------------------------------------------------- auto-replies
+
+
+def _parse_autoreply(msg: Message, env: _Envelope) -> list[BounceResult]:
+    """RFC 3834 auto-replies and vacation messages: the sender is our reader."""
+    if _looks_like_bounce(msg, env):
+        return []
+    auto = _header(msg, "Auto-Submitted").lower()
+    flagged = (
+        auto.startswith("auto-replied")
+        or any(_header(msg, h) for h in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"))
+        or "auto_reply" in _header(msg, "Precedence").lower()
+        or _AUTOREPLY_SUBJECT.search(env.subject) is not None
+    )
+    if not flagged:
+        return []
+    return [_result(env, env.sender or None, "ignore", "vacation")]
+
+
+def _looks_like_bounce(msg: Message, env: _Envelope) -> bool:
+    local = env.sender.partition("@")[0]
+    return bool(
+        _DAEMON.match(local)
+        or _BOUNCE_SUBJECT.search(env.subject)
+        or _header(msg, "X-Failed-Recipients")
+        or msg.get_content_type() == "multipart/report"
+        or not env.sender
+    )
+
+
+# --------------------------------------------------------------------------- free text
+
+
+def _parse_text(msg: Message, env: _Envelope) -> list[BounceResult]:
+    """Non-standard bounces: find the failed address and the reply text ourselves."""
+    if not _looks_like_bounce(msg, env) and env.original is None:
+        return []
+    text = _bounce_text(msg)
+    recipients = _failed_recipients(msg, env, text)
+    if not recipients and not text.strip():
+        return []
+    out = []
+    for recipient in recipients or [None]:
+        diagnostic = _recipient_lines(text, recipient)
+        status = find_status(diagnostic)
+        kind, reason = classify(status, diagnostic, text)
+        if _is_delay(env.subject, text) and kind == "hard":
+            kind, reason = "soft", "delayed"
+        out.append(
+            _result(
+                env,
+                recipient,
+                kind,
+                reason,
+                status=status,
+                diagnostic=diagnostic[:1000],
+                action="failed",
+            )
+        )
+    return out
+
+
+def _is_delay(subject: str, text: str) -> bool:
+    return bool(re.search(r"\(delay\)|delayed|warning: message", subject, re.IGNORECASE)) or bool(
+        re.search(r"will (?:continue to )?(?:retry|try)", text, re.IGNORECASE)
+    )
+
+
+def _failed_recipients(msg: Message, env: _Envelope, text: str) -> list[str]:
+    """Best guess at the failed addresses, most trustworthy source first."""
+    failed = _addresses(_headers(msg, "X-Failed-Recipients"))
+    if failed:
+        return list(dict.fromkeys(failed))
+    failed = _flufl_scan(msg)
+    if failed:
+        return failed
+    candidates = [m.group(0).lower().strip(".") for m in _LEADING_ADDR.finditer(text)]
+    candidates += [m.group(0).lower().strip(".") for m in _ADDR.finditer(text)]
+    for address in candidates:
+        if address not in env.own and not _DAEMON.match(address):
+            return [address]
+    if env.original is not None:
+        return _addresses([_header(env.original, "To")])[:1]
+    return []
+
+
+def _flufl_scan(msg: Message) -> list[str]:
+    """flufl.bounce's MTA-specific detectors, as a fallback address finder."""
+    try:
+        from flufl.bounce import all_failures
+
+        temporary, permanent = all_failures(msg)
+    except Exception:  # noqa: BLE001 - a detector crash means "no answer"
+        return []
+    found = []
+    for raw in (*permanent, *temporary):
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        address = _clean_address(text)
+        if address:
+            found.append(address)
+    return sorted(dict.fromkeys(found))
