@@ -18,11 +18,14 @@ _local = threading.local()
 
 
 def transport() -> SmtpTransport:
-    """One kept SMTP connection per worker thread."""
-    conn = getattr(_local, "transport", None)
-    if conn is None:
-        conn = _local.transport = SmtpTransport(get_settings().smtp)
-    return conn
+    """One kept SMTP connection per worker thread (a new one if SMTP_URL changed)."""
+    url = get_settings().smtp_url
+    kept: tuple[str, SmtpTransport] | None = getattr(_local, "transport", None)
+    if kept is None or kept[0] != url:
+        if kept is not None:
+            kept[1].close()
+        kept = _local.transport = (url, SmtpTransport(get_settings().smtp))
+    return kept[1]
 
 
 class PermanentRefusal(Exception):
