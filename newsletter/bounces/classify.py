@@ -335,7 +335,6 @@ REASON_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
         "filtered",
         _rx(
             r"filtered",
-            r"\bfilter\b",
             r"rejected by (?:the )?(?:user|recipient)'?s?",
             r"recipient (?:has )?(?:rejected|refused|declined)",
             r"recipient(?:'s)? preferences",
@@ -354,6 +353,8 @@ REASON_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
             r"no mx (?:record|host)",
             r"mx (?:record )?(?:points|pointing) to",
             r"accepts? no mail",
+            r"indicated no smtp service",
+            r"(?:doesn't|does not) receive (?:e-?)?mail",
         ),
     ),
     (
@@ -712,6 +713,8 @@ def _reconcile(status: str, status_reason: str, text_reason: str, diagnostic: st
         return "exceedlimit"
     if text_reason in POLICY_REASONS:
         return text_reason
+    if sub.startswith("7.") and status.startswith("4") and text_reason in SOFT_REASONS:
+        return text_reason  # 4.7.x "rate limited": temporary unless the text says policy
     if sub.startswith("7.") and status_reason in POLICY_REASONS:
         # 5.7.x: policy unless the receiver says the user does not exist.
         if text_reason == "userunknown" and _USER_UNKNOWN.search(diagnostic or ""):

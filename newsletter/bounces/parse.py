@@ -41,7 +41,7 @@ _LEADING_ADDR = re.compile(
 )
 _ORIGINAL_MARKERS = re.compile(
     r"^.*(?:this is a copy of the message|original message (?:follows|headers? follow)"
-    r"|message headers follow|below this line is a copy|-+ ?original message ?-+"
+    r"|message headers follow|below this line is a copy|-{3,} ?original (?:message|mail)\b"
     r"|header of the original message|unsent message below|original mail as follows"
     r"|message text follows|included below is the original|headers of your message follow"
     r"|-+ ?(?:returned|undelivered) message ?-+).*$",
@@ -439,16 +439,15 @@ def _from_record(
     extra = {"status": status, "diagnostic": diagnostic, "action": action, "remote_mta": remote_mta}
     if action in ("delivered", "relayed", "expanded"):
         return _result(env, recipient, "ignore", "delivered", **extra)
-    if not diagnostic:
-        diagnostic_text = _recipient_lines(context, recipient)
-    else:
-        diagnostic_text = diagnostic
-    kind, reason = classify(status, diagnostic_text, context)
-    if action == "delayed" or (status.startswith("4") and reason != "notaccept"):
-        if kind == "hard" or reason in ("undefined", "expired"):
-            kind, reason = "soft", "delayed" if action == "delayed" else reason
-        if reason == "undefined":
-            reason = "delayed"
+    if not diagnostic:  # some MTAs leave it out of the DSN and say it in the text part
+        diagnostic = _recipient_lines(context, recipient)[:1000]
+        extra["diagnostic"] = diagnostic
+    kind, reason = classify(status, diagnostic, context)
+    if action == "delayed" and kind != "policy":
+        # Still being retried, so never final; a policy refusal stays policy (fix our side).
+        kind, reason = "soft", "delayed"
+    elif kind == "hard" and status.startswith("4") and reason != "notaccept":
+        kind = "soft"
     return _result(env, recipient, kind, reason, **extra)
 
 
@@ -458,11 +457,17 @@ def _valid_status(value: str) -> str:
 
 
 def _recipient_lines(text: str, recipient: str | None) -> str:
-    """The SMTP reply lines of a free-text bounce: the most specific text we have."""
-    lines = [line.strip() for line in text.splitlines()]
-    picked = [line for line in lines if _SMTP_LINE.search(line)]
-    if recipient:
-        picked += [line for line in lines if recipient in line.lower() and line not in picked]
+    """The paragraphs of a free-text bounce that name the recipient or carry a reply code.
+
+    MTAs put the failed address, the remote host and the reply in one paragraph
+    ("<a@b>: host x said: 550 ... (in reply to RCPT TO command)"), so whole paragraphs
+    keep multi-line replies together while leaving out the boilerplate around them.
+    """
+    picked = []
+    for paragraph in re.split(r"\n[ \t]*\n", text):
+        lowered = paragraph.lower()
+        if _SMTP_LINE.search(paragraph) or (recipient and recipient in lowered):
+            picked.append(" ".join(paragraph.split()))
     return " ".join(picked)
 
 
@@ -570,6 +575,8 @@ def _parse_text(msg: Message, env: _Envelope) -> list[BounceResult]:
     out = []
     for recipient in recipients or [None]:
         diagnostic = _recipient_lines(text, recipient)
+        if recipient is None and not diagnostic:
+            continue  # nothing to act on: neither an address nor a reply to classify
         status = find_status(diagnostic)
         kind, reason = classify(status, diagnostic, text)
         if _is_delay(env.subject, text) and kind == "hard":
