@@ -327,7 +327,6 @@ REASON_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
             r"refused by (?:the )?recipient",
             r"your (?:e-?mail|message|mail) (?:was |has been )?(?:rejected|refused)",
             r"delivery not authorized",
-            r"\bgreylist",
             r"access (?:to \S+ )?(?:refused|not allowed)",
         ),
     ),
