@@ -36,5 +36,4 @@ def web_env() -> Environment:
     return Environment(
         loader=FileSystemLoader(str(templates_dir() / "web")),
         autoescape=True,
-        undefined=StrictUndefined,
     )

@@ -194,10 +194,11 @@ class AppProcesses:
     """`newsletter web` and `newsletter worker` started as an operator would, with an env."""
 
     def __init__(self, env: dict[str, str], workdir: Path) -> None:
-        self.env = {**os.environ, **env}
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "NEWSLETTER_BASE_URL": self.base_url, **env}
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.port = 0
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -223,9 +224,8 @@ class AppProcesses:
         return proc
 
     def start_web(self) -> str:
-        self.port = free_port()
         self._spawn("web", "--port", str(self.port), name="web")
-        base = f"http://127.0.0.1:{self.port}"
+        base = self.base_url
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -236,8 +236,8 @@ class AppProcesses:
             time.sleep(0.1)
         raise AssertionError("web did not start:\n" + self.log("web"))
 
-    def start_worker(self, *extra: str) -> subprocess.Popen[bytes]:
-        return self._spawn("worker", "--loglevel", "INFO", *extra, name="worker")
+    def start_worker(self, *extra: str, name: str = "worker") -> subprocess.Popen[bytes]:
+        return self._spawn("worker", "--loglevel", "INFO", *extra, name=name)
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"

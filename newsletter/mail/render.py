@@ -27,7 +27,7 @@ def inline_css(html: str, base_url: str | None = None) -> str:
 
     Media queries (dark mode, narrow screens) stay in <style>, which premailer keeps.
     """
-    return Premailer(
+    inlined = Premailer(
         html,
         base_url=base_url,
         keep_style_tags=True,
@@ -37,6 +37,12 @@ def inline_css(html: str, base_url: str | None = None) -> str:
         disable_validation=True,
         allow_network=False,
     ).transform()
+    # lxml drops the doctype; without it clients render in quirks mode.
+    if html.lstrip()[:9].lower() == "<!doctype" and not inlined.lstrip().lower().startswith(
+        "<!doctype"
+    ):
+        inlined = "<!DOCTYPE html>\n" + inlined
+    return inlined
 
 
 def render_email(kind: str, context: dict[str, Any], *, inline: bool = True) -> Rendered:

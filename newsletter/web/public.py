@@ -23,7 +23,7 @@ from newsletter.subscriptions import (
     unsubscribe,
     unsubscription,
 )
-from newsletter.tokens import TokenExpired, TokenInvalid
+from newsletter.tokens import TokenExpired, TokenInvalid, make_unsubscribe_token
 from newsletter.web import csrf
 from newsletter.web.pages import error_page, page
 from newsletter.web.ratelimit import RateLimiter
@@ -214,7 +214,11 @@ def confirm_submit(request: Request, token: str) -> HTMLResponse:
     try:
         with session_scope() as session:
             state, sub = confirm(session, settings, token)
-            ctx = {"list_name": sub.mailing_list.name, "already": state is ConfirmState.already}
+            ctx = {
+                "list_name": sub.mailing_list.name,
+                "already": state is ConfirmState.already,
+                "unsubscribe_token": make_unsubscribe_token(settings.secret, sub.id),
+            }
     except TokenExpired:
         return _expired_page(request, token)
     except TokenInvalid:
