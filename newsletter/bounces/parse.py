@@ -395,14 +395,15 @@ def _parse_arf(msg: Message, env: _Envelope) -> list[BounceResult]:
     )
     if recipient is None and env.original is not None:
         recipient = (_addresses([_header(env.original, "To")]) or [None])[0]
-    if feedback_type in ("abuse", "fraud", "other", "not-spam", "virus"):
-        kind: Kind = "complaint" if feedback_type in ("abuse", "fraud", "virus") else "ignore"
-        reason = "feedback"
-    else:  # auth-failure, dkim/dmarc failure reports: about our domain, not the reader
-        kind, reason = "policy", "authfailure" if feedback_type == "auth-failure" else "feedback"
-    if kind == "policy" and feedback_type == "auth-failure":
-        reason = "feedback"
-    return [_result(env, recipient, kind, reason, feedback_type=feedback_type)]
+    kind: Kind
+    if feedback_type in ("abuse", "fraud", "virus"):
+        kind = "complaint"  # the reader (or their provider for them) called it spam
+    elif feedback_type == "not-spam":
+        kind = "ignore"
+    else:
+        # auth-failure, dkim, other: a report about our sending domain, not the reader.
+        kind = "policy"
+    return [_result(env, recipient, kind, "feedback", feedback_type=feedback_type)]
 
 
 # --------------------------------------------------------------------------- DSN
@@ -431,7 +432,7 @@ def _from_record(
 ) -> BounceResult:
     action = record.get("action", "").lower().split()[0] if record.get("action") else ""
     diagnostic = _diagnostic(record.get("diagnostic-code", ""))
-    status = _valid_status(record.get("status", ""))
+    status = find_status(record.get("status", ""))
     better = find_status(diagnostic)
     if better and (not status or status.endswith(".0.0")) and better[0] == (status or better)[0]:
         status = better
@@ -449,11 +450,6 @@ def _from_record(
     elif kind == "hard" and status.startswith("4") and reason != "notaccept":
         kind = "soft"
     return _result(env, recipient, kind, reason, **extra)
-
-
-def _valid_status(value: str) -> str:
-    status = find_status(value)
-    return status
 
 
 def _recipient_lines(text: str, recipient: str | None) -> str:
