@@ -282,3 +282,9 @@ def subscribers_erase(email: str) -> None:
     if not found:
         raise InputError(f"no subscriber {email}")
     click.echo(f"erased {email}; the address is suppressed")
+
+
+from newsletter.commands import content  # noqa: E402
+
+main.add_command(content.stories)
+main.add_command(content.digest)

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from newsletter import __version__
 from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.web import admin, outbox, public
+from newsletter.web import admin, content, outbox, public
 from newsletter.web.pages import error_page
 from newsletter.web.ratelimit import make_limiter
 
@@ -32,6 +32,7 @@ def create_app() -> FastAPI:
     app.state.limiter = make_limiter(settings.redis_url)
     app.include_router(public.router)
     app.include_router(admin.router)
+    app.include_router(content.router)
     if settings.embedded:
         app.include_router(outbox.router)
 
