@@ -82,6 +82,20 @@ class Settings(BaseSettings):
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None
     send_rate: float = 0.0
+    # Sending engine (newsletter/sending/): batches, retries, leases, politeness.
+    dkim_ed25519_key_file: Path | None = None
+    dkim_ed25519_selector: str | None = None
+    send_batch_size: int = Field(100, ge=1, le=10000)
+    send_max_attempts: int = Field(5, ge=1)
+    send_retry_base_seconds: float = Field(60.0, gt=0)
+    send_lease_seconds: float = Field(300.0, gt=0)
+    send_stall_seconds: float = Field(120.0, gt=0)
+    send_probe_seconds: float = Field(30.0, gt=0)
+    send_domain_rate: float = Field(0.0, ge=0)
+    send_domain_backoff_seconds: float = Field(60.0, gt=0)
+    send_bounce_threshold: float = Field(0.05, gt=0, le=1)
+    send_bounce_min_deliveries: int = Field(500, ge=1)
+    schedule_window_minutes: int = Field(60, ge=1)
     confirm_ttl_days: int = 7
     confirm_resend_minutes: int = 10
     check_deliverability: bool = False
@@ -92,6 +106,17 @@ class Settings(BaseSettings):
     postal_address: str = "The Newsroom, 1 Example Street, Springfield"
     consent_version: str = "2026-11"
     catcher_port: int = 1025
+    # Bounces (newsletter/bounces/): soft-bounce policy, inbound limits, mailbox, webhooks.
+    soft_bounce_limit: int = Field(3, ge=1)
+    soft_bounce_days: int = Field(14, ge=1)
+    bounce_max_bytes: int = Field(10_000_000, ge=10_000)
+    bounce_mailbox_url: str | None = None  # imaps://user:pass@host/INBOX or pop3s://...
+    bounce_mailbox_ca_file: Path | None = None  # extra CA for a private mailbox server
+    webhook_secret: str | None = None  # Postmark basic-auth password / ?secret= in the URL
+    ses_topic_arn: str | None = None  # comma-separated SNS topics allowed to post
+    ses_confirm_subscriptions: bool = False
+    mailgun_signing_key: str | None = None
+    sendgrid_public_key: str | None = None  # base64 DER (ECDSA P-256) from SendGrid
 
     @field_validator("smtp_url")
     @classmethod

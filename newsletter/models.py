@@ -172,6 +172,10 @@ class Digest(Base):
     story_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     period_key: Mapped[str | None] = mapped_column(String(64))
     pause_reason: Mapped[str | None] = mapped_column(Text)
+    # Who paused a send (operator, outage, bounce_rate) and when its batches last
+    # reported: a stale progress_at is how a stalled send is found and recovered.
+    paused_by: Mapped[str | None] = mapped_column(String(16))
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -200,6 +204,9 @@ class Delivery(Base):
     smtp_reply: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A batch claims its rows (status sending) with a token; an old claim is a dead worker's.
+    claim: Mapped[str | None] = mapped_column(String(40))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class BounceEvent(Base):

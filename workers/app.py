@@ -31,6 +31,7 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "workers.tasks.purge_unconfirmed",
                 "schedule": timedelta(hours=1),
             },
+            "send-tick": {"task": "workers.tasks.send_tick", "schedule": timedelta(minutes=1)},
         },
     }
     if settings.embedded:

@@ -6,6 +6,8 @@ import logging
 import smtplib
 import threading
 
+from celery.signals import worker_ready
+
 from newsletter.config import get_settings
 from newsletter.confirmation import confirmation_email
 from newsletter.db import session_scope
@@ -62,3 +64,56 @@ def send_confirmation(self, subscription_id: int) -> str:  # type: ignore[no-unt
 def purge_unconfirmed() -> int:
     with session_scope() as session:
         return purge(session, get_settings())
+
+
+# Sending engine ---------------------------------------------------------------------
+
+
+def enqueue_ranges(digest_id: int, ranges: list[tuple[int, int]]) -> None:
+    """One batch task per delivery-id range of a send."""
+    for lo, hi in ranges:
+        send_batch.delay(digest_id, lo, hi)
+
+
+@app.task(acks_late=True)
+def send_batch(digest_id: int, lo: int, hi: int) -> dict[str, int]:
+    from newsletter.sending.batch import run_batch
+
+    result = run_batch(get_settings(), digest_id, lo, hi)
+    enqueue_ranges(digest_id, result.enqueue)
+    if result.retry_in is not None:
+        send_batch.apply_async((digest_id, lo, hi), countdown=result.retry_in)
+    return {"sent": result.sent, "bounced": result.bounced, "deferred": result.deferred}
+
+
+@app.task
+def send_tick() -> int:
+    """Each minute: start the digests that are due, recover stalled sends."""
+    from newsletter.sending.schedule import run_due_schedules
+
+    started = run_due_schedules(get_settings(), enqueue_ranges)
+    recover_sends()
+    return started
+
+
+def recover_sends() -> None:
+    from newsletter.sending.job import recover_stalled
+
+    with session_scope() as session:
+        found = recover_stalled(session, get_settings())
+    for digest_id, ranges in found:
+        log.warning("send %s stalled; enqueueing %d batches again", digest_id, len(ranges))
+        enqueue_ranges(digest_id, ranges)
+
+
+@worker_ready.connect
+def _recover_on_start(**_: object) -> None:
+    """A worker that starts picks up what a dead one left (its broker message may be gone)."""
+    try:
+        recover_sends()
+    except Exception:  # noqa: BLE001 - a worker must start even if the database is not up yet
+        log.exception("recovering stalled sends failed")
+    finally:
+        from newsletter import db
+
+        db.reset()

@@ -1,0 +1,283 @@
+"""The per-recipient fast path: a digest's MIME is built once, each message is a join.
+
+Why: building and serialising an EmailMessage costs ~3.5 ms for a 40 KB digest and
+dkimpy ~8 ms more; joining prepared bytes costs ~0.01 ms. So the digest's two parts are
+quoted-printable encoded once, split at the placeholder markers, and a message for one
+reader is the constant pieces joined with that reader's values.
+
+Quoted-printable and markers: a soft line break ends the line before every marker and
+follows every substituted value, so a value always sits on lines of its own. Encoding
+the value alone therefore keeps every line within 76 characters and no marker can be
+cut by a soft break. It also makes every piece a run of whole CRLF lines, so DKIM's
+relaxed body canonicalisation of the message is the concatenation of the pieces'
+canonical forms: the constant ones are canonicalised and hashed once per digest (the
+hash state before the first marker is copied, not recomputed), and per recipient only
+the short values are hashed. Values are encoded with no literal spaces or tabs, so
+their canonical form is themselves.
+
+tests/test_send_fastpath.py checks that the output parses to the same content as the
+reference builder (newsletter/mail/message.py) and that dkimpy verifies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.header import Header
+from email.utils import formataddr, formatdate
+from html import escape
+
+from newsletter import placeholders
+from newsletter.config import Settings
+from newsletter.mail.dkim import DkimKey, relaxed_body_lines, signature_header
+from newsletter.tokens import make_unsubscribe_token
+from newsletter.verp import verp_address
+
+MAX_QP = 75  # characters before the soft-break '=' (RFC 2045 allows 76 per line)
+_MARKERS = re.compile("|".join(re.escape(m) for m in placeholders.ALL))
+_QP_SAFE_VALUE = re.compile(rb"[A-Za-z0-9._~:/?&#;,+@!$'()*%-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_HEX = [f"={b:02X}".encode() for b in range(256)]
+_SAFE_BYTES = frozenset(b for b in range(33, 127) if b != ord("="))
+
+
+def _qp_tokens(line: bytes, *, encode_ws: bool, last_open: bool) -> list[bytes]:
+    toks: list[bytes] = []
+    n = len(line)
+    for i, b in enumerate(line):
+        if b in _SAFE_BYTES:
+            toks.append(bytes((b,)))
+        elif b in (32, 9) and not encode_ws and (i < n - 1 or last_open):
+            toks.append(bytes((b,)))
+        else:
+            toks.append(_HEX[b])
+    return toks
+
+
+def _wrap(toks: list[bytes]) -> list[bytes]:
+    """Soft-wrapped lines (each but the last ends with '=')."""
+    lines: list[bytes] = []
+    cur: list[bytes] = []
+    width = 0
+    for t in toks:
+        if width + len(t) > MAX_QP:
+            lines.append(b"".join(cur) + b"=")
+            cur, width = [], 0
+        cur.append(t)
+        width += len(t)
+    lines.append(b"".join(cur))
+    return lines
+
+
+def qp_segment(data: bytes, *, open_end: bool) -> bytes:
+    """QP of a literal segment; with open_end it ends in a soft break before a marker."""
+    hard = data.split(b"\n")
+    out: list[bytes] = []
+    for idx, line in enumerate(hard):
+        last = idx == len(hard) - 1
+        if last and open_end and not line:
+            break  # the segment ended on a newline: the marker starts a fresh line
+        wrapped = _wrap(_qp_tokens(line, encode_ws=False, last_open=last and open_end))
+        if last and open_end:
+            wrapped[-1] += b"="
+        out.extend(wrapped)
+    return b"".join(line + b"\r\n" for line in out) if open_end else b"\r\n".join(out)
+
+
+def qp_value(value: str) -> bytes:
+    """QP of one substituted value, on its own soft-broken lines, without literal spaces."""
+    raw = value.encode("utf-8")
+    if _QP_SAFE_VALUE.fullmatch(raw):
+        chunks = [raw[i : i + MAX_QP] for i in range(0, len(raw), MAX_QP)] or [b""]
+    else:
+        chunks = [
+            c.removesuffix(b"=") for c in _wrap(_qp_tokens(raw, encode_ws=True, last_open=True))
+        ]
+    return b"".join(c + b"=\r\n" for c in chunks)
+
+
+def format_address(name: str, email: str) -> str:
+    """`Name <addr>` with quoting or RFC 2047 as needed, CRLF-folded."""
+    name = " ".join(_CONTROL.sub(" ", name or "").split())
+    return formataddr((name, email), charset="utf-8").replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def encode_subject(subject: str) -> str:
+    subject = " ".join(_CONTROL.sub(" ", subject).split())
+    if subject.isascii() and len(subject) < 900:
+        return subject
+    return Header(subject, "utf-8", maxlinelen=76).encode(linesep="\r\n")
+
+
+def ensure_unsubscribe(text: str, html: str) -> tuple[str, str]:
+    """Both parts must show an unsubscribe link; add a footer where a template forgot."""
+    marker = placeholders.UNSUBSCRIBE_URL
+    if marker not in text:
+        text = text.rstrip("\n") + f"\n\nUnsubscribe: {marker}\n"
+    if marker not in html:
+        footer = f'<p style="font-size:12px;color:#666666"><a href="{marker}">Unsubscribe</a></p>'
+        idx = html.lower().rfind("</body>")
+        html = html[:idx] + footer + html[idx:] if idx >= 0 else html + footer
+    return text, html
+
+
+@dataclass(frozen=True)
+class Recipient:
+    delivery_id: int
+    email: str
+    name: str
+    subscription_id: int
+
+
+@dataclass(frozen=True)
+class Slot:
+    marker: str
+    html: bool
+
+
+class DigestTemplate:
+    """One digest prepared for sending: build once per worker, render per recipient."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        digest_id: int,
+        list_slug: str,
+        list_name: str,
+        subject: str,
+        text: str,
+        html: str,
+        dkim_keys: Sequence[DkimKey] = (),
+    ) -> None:
+        self.settings = settings
+        self.digest_id = digest_id
+        self.secret = settings.secret
+        self.base_url = settings.base_url
+        self.bounce_domain = settings.bounces_domain
+        self.keys = tuple(dkim_keys)
+        domain = settings.sender_domain
+        salt = hmac.new(self.secret.encode(), f"msgid:{digest_id}".encode(), hashlib.sha256)
+        # Deterministic per delivery: a resend after a crash carries the same Message-ID,
+        # which lets receivers collapse the one possible duplicate.
+        self.message_id_prefix = "<"
+        self.message_id_suffix = f".{digest_id}.{salt.hexdigest()[:10]}@{domain}>"
+        sender = settings.sender
+        list_id_name = " ".join(_CONTROL.sub(" ", list_name).split()).replace('"', "")
+        self.const_headers: dict[str, bytes] = {
+            "From": format_address(sender.display_name, sender.addr_spec).encode(),
+            "Subject": encode_subject(subject).encode(),
+            "MIME-Version": b"1.0",
+            "List-Id": f'"{list_id_name}" <{list_slug}.{domain}>'.encode()
+            if list_id_name.isascii()
+            else f"<{list_slug}.{domain}>".encode(),
+            "List-Unsubscribe-Post": b"List-Unsubscribe=One-Click",
+            "Precedence": b"bulk",
+        }
+        boundary = "==nl_" + secrets.token_hex(12)
+        self.const_headers["Content-Type"] = (
+            f'multipart/alternative;\r\n boundary="{boundary}"'.encode()
+        )
+        text, html = ensure_unsubscribe(text.replace("\r\n", "\n"), html.replace("\r\n", "\n"))
+        pieces: list[bytes] = []
+        slots: list[Slot] = []
+        current = b""
+        for part, is_html in ((text, False), (html, True)):
+            subtype = "html" if is_html else "plain"
+            current += (
+                f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+                "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+            ).encode()
+            pos = 0
+            for found in _MARKERS.finditer(part):
+                current += qp_segment(part[pos : found.start()].encode(), open_end=True)
+                pieces.append(current)
+                slots.append(Slot(found.group(0), is_html))
+                current = b""
+                pos = found.end()
+            current += qp_segment(part[pos:].encode(), open_end=False) + b"\r\n"
+        current += f"--{boundary}--\r\n".encode()
+        pieces.append(current)
+        self.pieces = pieces
+        self.slots = slots
+        self.canon = [relaxed_body_lines(p) for p in pieces]
+        self._prefix_hash = hashlib.sha256(self.canon[0])
+        self._date_cache: tuple[int, bytes] = (0, b"")
+
+    # Per recipient -------------------------------------------------------------------
+
+    def unsubscribe_url(self, subscription_id: int) -> str:
+        return f"{self.base_url}/unsubscribe/{make_unsubscribe_token(self.secret, subscription_id)}"
+
+    def message_id(self, delivery_id: int) -> str:
+        return f"{self.message_id_prefix}{delivery_id}{self.message_id_suffix}"
+
+    def _date(self, now: float) -> bytes:
+        second = int(now)
+        if self._date_cache[0] != second:
+            self._date_cache = (second, formatdate(second, usegmt=True).encode())
+        return self._date_cache[1]
+
+    def envelope_sender(self, delivery_id: int) -> str:
+        if delivery_id <= 0:
+            return f"bounces@{self.bounce_domain}"
+        return verp_address(delivery_id, self.settings)
+
+    def render(
+        self, r: Recipient, *, now: float | None = None, message_id: str | None = None
+    ) -> bytes:
+        """The complete message for one recipient, DKIM-signed when keys are configured."""
+        now = time.time() if now is None else now
+        token = make_unsubscribe_token(self.secret, r.subscription_id)
+        url = f"{self.base_url}/unsubscribe/{token}"
+        values = {
+            placeholders.NAME: r.name or "",
+            placeholders.EMAIL: r.email,
+            placeholders.UNSUBSCRIBE_URL: url,
+        }
+        encoded: dict[Slot, bytes] = {}
+        body_parts = [self.pieces[0]]
+        for slot, piece in zip(self.slots, self.pieces[1:], strict=True):
+            value = encoded.get(slot)
+            if value is None:
+                raw = values[slot.marker]
+                value = encoded[slot] = qp_value(escape(raw, quote=True) if slot.html else raw)
+            body_parts.append(value)
+            body_parts.append(piece)
+        body = b"".join(body_parts)
+        mailto = f"unsubscribe+{token}@{self.bounce_domain}"
+        c = self.const_headers
+        headers: list[tuple[str, bytes]] = [
+            ("From", c["From"]),
+            ("To", format_address(r.name, r.email).encode()),
+            ("Subject", c["Subject"]),
+            ("Date", self._date(now)),
+            ("Message-ID", (message_id or self.message_id(r.delivery_id)).encode()),
+            ("MIME-Version", c["MIME-Version"]),
+            ("Content-Type", c["Content-Type"]),
+            ("List-Id", c["List-Id"]),
+            ("List-Unsubscribe", f"<{url}>,\r\n <mailto:{mailto}?subject=unsubscribe>".encode()),
+            ("List-Unsubscribe-Post", c["List-Unsubscribe-Post"]),
+        ]
+        out = [self._signatures(headers, body_parts, int(now))] if self.keys else []
+        out.extend(n.encode() + b": " + v + b"\r\n" for n, v in headers)
+        out.append(b"Precedence: bulk\r\n\r\n")
+        out.append(body)
+        return b"".join(out)
+
+    def _signatures(
+        self, headers: list[tuple[str, bytes]], body_parts: list[bytes], t: int
+    ) -> bytes:
+        h = self._prefix_hash.copy()
+        # body_parts alternates constant piece, value, constant piece, ...; values need no
+        # canonicalisation (no spaces, whole lines), constants use their precomputed form.
+        for i in range(1, len(body_parts), 2):
+            h.update(body_parts[i])
+            h.update(self.canon[(i + 1) // 2])
+        body_hash = h.digest()
+        return b"".join(signature_header(k, headers, body_hash, t) for k in self.keys)

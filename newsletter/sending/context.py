@@ -1,0 +1,69 @@
+"""What a worker process keeps between batches: the SMTP connection, the Redis client,
+the prepared digest templates, the DKIM keys and the rate limiters.
+
+Built lazily in the process that uses it (never inherited across a fork: the pid is
+part of the key), so each prefork child has its own connection.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any
+
+from newsletter.config import Settings
+from newsletter.mail.dkim import DkimKey, keys_from_settings
+from newsletter.mail.fastpath import DigestTemplate
+from newsletter.sending.journal import FileJournal, Journal, RedisJournal
+from newsletter.sending.limits import DomainThrottle, RateLimiter
+from newsletter.sending.transport import PooledTransport
+
+
+class WorkerContext:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.transport = PooledTransport(settings.smtp)
+        self.redis: Any | None = None
+        if settings.redis_url:
+            import redis
+
+            self.redis = redis.Redis.from_url(
+                settings.redis_url, socket_timeout=10, socket_connect_timeout=5
+            )
+        self.keys: list[DkimKey] = keys_from_settings(settings)
+        self.templates: OrderedDict[int, DigestTemplate] = OrderedDict()
+        self.limiter = RateLimiter(settings.send_rate, self.redis)
+        self.domains = DomainThrottle(
+            settings.send_domain_backoff_seconds, settings.send_domain_rate, self.redis
+        )
+        self._journals: dict[int, Journal] = {}
+
+    def journal(self, digest_id: int) -> Journal:
+        found = self._journals.get(digest_id)
+        if found is None:
+            if self.redis is not None:
+                found = RedisJournal(self.redis, digest_id)
+            else:
+                found = FileJournal(self.settings.data_dir.resolve() / "journal", digest_id)
+            if len(self._journals) > 8:
+                self._journals.clear()
+            self._journals[digest_id] = found
+        return found
+
+    def remember(self, template: DigestTemplate) -> None:
+        self.templates[template.digest_id] = template
+        while len(self.templates) > 2:  # a 40 KB digest each; two sends may overlap
+            self.templates.popitem(last=False)
+
+
+_current: tuple[tuple[object, ...], WorkerContext] | None = None
+
+
+def context(settings: Settings) -> WorkerContext:
+    global _current
+    key = (os.getpid(), settings.smtp_url, settings.broker, settings.database, settings.send_rate)
+    if _current is None or _current[0] != key:
+        if _current is not None and _current[0][0] == os.getpid():
+            _current[1].transport.close()
+        _current = (key, WorkerContext(settings))
+    return _current[1]

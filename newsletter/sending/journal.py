@@ -1,0 +1,92 @@
+"""Where an SMTP accept lands first: cheap, immediate, and outliving the worker.
+
+The ledger is written once per batch for speed, so between a message's "250 OK" and
+that write the fact lives only here. A batch that takes over rows from a dead worker
+asks the journal which of them were already accepted and does not send those again;
+the one message per connection that was on the wire when a process died is the only
+possible duplicate.
+
+Redis (the broker in production) keeps a set per send, shared by all worker hosts.
+The embedded default appends lines to a file in the data dir: O_APPEND writes of one
+short line are atomic, and the page cache keeps them when the process is killed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from pathlib import Path
+from typing import Protocol
+
+
+class Journal(Protocol):
+    def record(self, delivery_id: int) -> None: ...
+
+    def accepted(self, ids: Collection[int]) -> set[int]: ...
+
+    def forget(self, ids: Collection[int]) -> None: ...
+
+    def drop(self) -> None: ...
+
+
+class RedisJournal:
+    def __init__(self, client: object, digest_id: int) -> None:
+        self.client = client
+        self.key = f"nl:journal:{digest_id}"
+
+    def record(self, delivery_id: int) -> None:
+        self.client.sadd(self.key, delivery_id)  # type: ignore[attr-defined]
+
+    def accepted(self, ids: Collection[int]) -> set[int]:
+        if not ids:
+            return set()
+        order = list(ids)
+        flags = self.client.smismember(self.key, order)  # type: ignore[attr-defined]
+        return {i for i, f in zip(order, flags, strict=True) if f}
+
+    def forget(self, ids: Collection[int]) -> None:
+        if ids:
+            self.client.srem(self.key, *ids)  # type: ignore[attr-defined]
+
+    def drop(self) -> None:
+        self.client.delete(self.key)  # type: ignore[attr-defined]
+
+
+class FileJournal:
+    def __init__(self, folder: Path, digest_id: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / f"{digest_id}.log"
+        self._fd: int | None = None
+
+    def record(self, delivery_id: int) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(self._fd, b"%d\n" % delivery_id)
+
+    def accepted(self, ids: Collection[int]) -> set[int]:
+        """Stream the file: memory stays flat however long the send is."""
+        wanted = set(ids)
+        found: set[int] = set()
+        if not wanted or not self.path.exists():
+            return found
+        with self.path.open("rb") as fh:
+            for line in fh:
+                try:
+                    value = int(line)
+                except ValueError:
+                    continue  # a torn last line of a killed writer
+                if value in wanted:
+                    found.add(value)
+        return found
+
+    def forget(self, ids: Collection[int]) -> None:
+        """Append-only: once folded, the ledger says sent and the journal is not asked."""
+
+    def drop(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
