@@ -36,7 +36,8 @@ logging.getLogger("premailer").setLevel(logging.ERROR)
 logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
 
 KIND = "digest"
-MAX_STORIES = 50
+MAX_STORIES = 50  # shown in the mail; the rest are listed on the digest's archive page
+MAX_SELECTED = 500
 MAIL_PARAGRAPHS = 3  # the lede and two more; the story page has the rest
 SHORT_LEDE = 500  # characters of a lede kept when a story is cut to lede + link
 GMAIL_CLIP = 102 * 1024  # Gmail hides everything past this many bytes of HTML
@@ -55,7 +56,7 @@ class Composition:
     text: str
     story_ids: list[int]
     shortened: int = 0  # stories cut to lede + link to stay under the clip limit
-    omitted: int = 0  # stories left for the archive because even that was too big
+    omitted: int = 0  # stories only on the archive page (too many, or too big even cut)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,7 +82,7 @@ def previous_digest(session: Session, mailing_list: MailingList) -> Digest | Non
 
 
 def select_stories(
-    session: Session, mailing_list: MailingList, now: datetime, limit: int = MAX_STORIES
+    session: Session, mailing_list: MailingList, now: datetime, limit: int = MAX_SELECTED
 ) -> list[Story]:
     """New stories for the list, newest first, at most `limit`."""
     query = select(Story).where(
@@ -169,7 +170,7 @@ def _context(
         "preheader": _shorten(teaser, 140),
         "date_label": _date_label(now, mailing_list.timezone),
         "view_url": view_url,
-        "archive_url": f"{settings.base_url}/archive",
+        "archive_url": view_url,
         "more_count": omitted,
         "email": placeholders.EMAIL,
         "name": placeholders.NAME,
@@ -180,17 +181,18 @@ def _context(
 
 def _levels(stories: Sequence[Story]) -> int:
     """Shrink levels: 0 = all full; 1..n = that many cut from the bottom; then drop."""
-    return 2 * len(stories) - 1
+    return 2 * min(len(stories), MAX_STORIES) - 1
 
 
 def _entries_at(
     stories: Sequence[Story], level: int, base_url: str
 ) -> tuple[list[dict[str, Any]], int]:
-    n = len(stories)
+    """The mail's entries at a shrink level, and how many stories only the archive lists."""
+    n = min(len(stories), MAX_STORIES)
     short = min(level, n)
     keep = n - max(0, level - n)
     entries = [story_entry(s, base_url, short=i >= n - short) for i, s in enumerate(stories[:keep])]
-    return entries, n - keep
+    return entries, len(stories) - keep
 
 
 def render_digest(
@@ -237,12 +239,11 @@ def render_digest(
             html = inline_css(raw_html(level))
     ctx = context(level)
     text = env.get_template(f"{KIND}/body.txt").render(ctx)
-    kept = len(stories) - ctx["omitted"]
     return Composition(
         subject=ctx["subject"][:500],
         html=html,
         text=text,
-        story_ids=[s.id for s in stories[:kept]],
+        story_ids=[s.id for s in stories],
         shortened=ctx["shortened"],
         omitted=ctx["omitted"],
     )
