@@ -15,6 +15,7 @@ import time
 import click
 from sqlalchemy import select
 
+from newsletter.commands.common import ServiceError
 from newsletter.config import Settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -42,7 +43,13 @@ def run_all(settings: Settings, host: str, port: int) -> int:
     created = _ensure_list(settings)
     catcher = None
     if settings.smtp.host in LOOPBACK and not settings.smtp.username:
-        catcher = start_catcher(settings.outbox_dir, "127.0.0.1", settings.smtp.port)
+        try:
+            catcher = start_catcher(settings.outbox_dir, "127.0.0.1", settings.smtp.port)
+        except OSError as exc:
+            raise ServiceError(
+                f"cannot start the SMTP catcher on port {settings.smtp.port}: {exc.strerror}; "
+                "stop what uses it or set NEWSLETTER_SMTP_URL to another port"
+            ) from None
 
     cmd = [sys.executable, "-m", "newsletter"]
     procs = {

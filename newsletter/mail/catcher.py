@@ -22,8 +22,9 @@ MAX_MESSAGE = 10 * 1024 * 1024
 
 class MaildirHandler:
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.box = mailbox.Maildir(str(folder), create=True)
+        for sub in ("tmp", "new", "cur"):  # Maildir(create=True) skips an existing folder
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        self.box = mailbox.Maildir(str(folder), create=False)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
         data = envelope.original_content or b""
@@ -67,7 +68,7 @@ class CaughtMessage:
 
 def read_outbox(folder: Path, limit: int = 200) -> list[CaughtMessage]:
     """Newest first."""
-    if not folder.is_dir():
+    if not (folder / "cur").is_dir():
         return []
     box = mailbox.Maildir(str(folder), create=False)
     items: list[CaughtMessage] = []
