@@ -288,3 +288,7 @@ from newsletter.commands import content  # noqa: E402
 
 main.add_command(content.stories)
 main.add_command(content.digest)
+
+from newsletter.commands import sending  # noqa: E402
+
+main.add_command(sending.sends)
