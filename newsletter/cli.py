@@ -292,3 +292,8 @@ main.add_command(content.digest)
 from newsletter.commands import sending  # noqa: E402
 
 main.add_command(sending.sends)
+
+from newsletter.commands import bounces  # noqa: E402
+
+main.add_command(bounces.bounces)
+main.add_command(bounces.bounce_server)

@@ -226,3 +226,16 @@ class BounceEvent(Base):
     remote_domain: Mapped[str | None] = mapped_column(String(255))
     source: Mapped[str] = mapped_column(String(32), default="smtp")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Same bounce seen twice (mailbox and webhook, a re-ingested file) has one row.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class BounceRejection(Base):
+    """Bounce input refused (forged token, malformed message, bad signature), for counting."""
+
+    __tablename__ = "bounce_rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -32,6 +32,9 @@ def create_app() -> FastAPI:
     app.state.limiter = make_limiter(settings.redis_url)
     app.include_router(public.router)
     app.include_router(admin.router)
+    from newsletter.web import webhooks  # bounce webhooks and GET /api/bounces
+
+    app.include_router(webhooks.router)
     from newsletter.web import sends
 
     app.include_router(sends.router)

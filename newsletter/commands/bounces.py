@@ -1,0 +1,133 @@
+"""`newsletter bounces …` and `newsletter bounce-server`.
+
+- ``bounces ingest FILE…``: .eml/.mbox files; all parsed before anything is written, a
+  file with no bounce in it exits 2 naming the file.
+- ``bounces list [--json]``: recent events, totals, policy blocks per receiving domain,
+  refused input. ``--json`` prints one object with ``events``, ``totals``,
+  ``policy_by_domain`` and ``rejected``.
+- ``bounces unsuppress EMAIL``: lift a suppression (operator knows the address works).
+- ``bounces poll``: read the bounce mailbox once (beat does it every minute).
+- ``bounce-server [--host H] [--port P]``: the inbound SMTP server for BOUNCE_DOMAIN.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from newsletter.commands.common import InputError, ServiceError, emit_json, handled, settings
+
+
+@click.group(name="bounces")
+def bounces() -> None:
+    """Bounces and complaints: ingest, list, lift suppressions, poll the mailbox."""
+
+
+@bounces.command("ingest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@handled
+def ingest_cmd(files: tuple[Path, ...]) -> None:
+    """Record the bounces in .eml or .mbox FILES (an operator's mailbox export)."""
+    from newsletter.bounces.ingest import ingest, parse_files
+    from newsletter.db import session_scope
+
+    s = settings()
+    parsed, skipped = parse_files(list(files), s.bounce_max_bytes)
+    with session_scope() as session:
+        report = ingest(session, s, parsed)
+    for line in skipped:
+        click.echo(f"skipped {line}", err=True)
+    actions = ", ".join(f"{k} {v}" for k, v in sorted(report.actions.items())) or "nothing"
+    click.echo(f"{report.messages} bounce messages from {len(files)} files: {actions}")
+
+
+@bounces.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--kind", type=click.Choice(["hard", "soft", "policy", "complaint", "ignore"]))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650))
+@handled
+def list_cmd(as_json: bool, kind: str | None, limit: int, days: int) -> None:
+    """Recent bounces, and policy blocks counted per receiving domain."""
+    from newsletter.bounces.report import bounce_report
+    from newsletter.db import session_scope
+
+    with session_scope() as session:
+        report = bounce_report(session, limit=limit, kind=kind, days=days)
+    if as_json:
+        emit_json(report)
+        return
+    totals = ", ".join(f"{k} {v}" for k, v in report["totals"].items())
+    click.echo(f"last {days} days: {totals}")
+    if report["policy_by_domain"]:
+        click.echo("policy blocks by receiving domain (our sending is the problem):")
+        for row in report["policy_by_domain"]:
+            click.echo(f"  {row['domain']}\t{row['count']}\tlast {row['last']}")
+    if report["rejected"]:
+        click.echo("refused input:")
+        for row in report["rejected"]:
+            click.echo(f"  {row['source']}\t{row['reason']}\t{row['count']}")
+    for e in report["events"]:
+        status = e["status"] or "-"
+        click.echo(
+            f"{e['at']}\t{e['email'] or '-'}\t{e['kind']}\t{e['reason']}\t{status}\t"
+            f"{e['remote_domain'] or '-'}\t{e['source']}"
+        )
+
+
+@bounces.command("unsuppress")
+@click.argument("email")
+@handled
+def unsuppress_cmd(email: str) -> None:
+    """Lift the suppression of EMAIL and make the subscriber active again."""
+    from newsletter.bounces.handling import unsuppress
+    from newsletter.db import session_scope
+
+    with session_scope() as session:
+        changed = unsuppress(session, settings(), email)
+    if not changed:
+        raise InputError(f"{email} is not suppressed")
+    click.echo(f"{email}: suppression lifted")
+
+
+@bounces.command("poll")
+@handled
+def poll_cmd() -> None:
+    """Read NEWSLETTER_BOUNCE_MAILBOX_URL once and record what is there."""
+    from newsletter.bounces.poller import poll_mailbox
+
+    try:
+        report = poll_mailbox(settings())
+    except OSError as exc:  # includes ssl errors and socket timeouts
+        raise ServiceError(f"bounce mailbox unreachable: {exc.__class__.__name__}") from None
+    except Exception as exc:  # imaplib/poplib protocol errors (login refused...)
+        if exc.__class__.__module__ in ("imaplib", "poplib"):
+            raise ServiceError(f"bounce mailbox refused: {exc}") from None
+        raise
+    click.echo(
+        f"fetched {report.fetched}, recorded {report.recorded}, refused {report.refused}, "
+        f"failed {report.failed}"
+    )
+
+
+@click.command("bounce-server")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=2525, show_default=True, type=click.IntRange(1, 65535))
+@handled
+def bounce_server(host: str, port: int) -> None:
+    """Receive DSNs and complaints for BOUNCE_DOMAIN over SMTP (VERP addresses only)."""
+    from newsletter.bounces.server import start_bounce_server
+
+    s = settings()
+    try:
+        controller = start_bounce_server(s, host, port)
+    except (OSError, RuntimeError) as exc:
+        raise ServiceError(f"cannot listen on {host}:{port}: {exc}") from None
+    click.echo(f"bounce-server for {s.bounces_domain} on {host}:{port}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        controller.stop()
