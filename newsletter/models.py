@@ -190,6 +190,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("digest_id", "subscriber_id"),
         Index("ix_deliveries_digest_status", "digest_id", "status"),
+        # Bounce policy walks one subscriber's deliveries (newsletter/bounces/handling.py).
+        Index("ix_deliveries_subscriber", "subscriber_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

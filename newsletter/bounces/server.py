@@ -75,9 +75,22 @@ def _count(reason: str) -> None:
         log.exception("could not count a refused bounce")
 
 
+class _LenientSMTP(SMTP):
+    """Accepts lines longer than RFC 5321's 1000 octets: real DSNs from GMX or Amazon SES
+    carry such lines, and a refused DSN is a lost bounce. The size limit still bounds
+    memory."""
+
+    line_length_limit = 64 * 1024
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _LenientSMTP(self.handler, **self.SMTP_kwargs)
+
+
 def start_bounce_server(settings: Settings, host: str, port: int) -> Controller:
     """Start the server in a background thread; ``stop()`` the returned controller."""
-    controller = Controller(
+    controller = _Controller(
         BounceHandler(settings),
         hostname=host,
         port=port,

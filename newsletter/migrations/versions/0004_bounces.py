@@ -1,4 +1,4 @@
-"""bounces: event fingerprints for idempotent ingestion, a count of refused bounce input
+"""bounces: deliveries by subscriber, event fingerprints for idempotent ingestion, a count of refused bounce input
 
 Revision ID: 0004_bounces
 Revises: 0003_sending
@@ -15,6 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.create_index("ix_deliveries_subscriber", ["subscriber_id"], unique=False)
     with op.batch_alter_table("bounce_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("fingerprint", sa.String(length=64), nullable=True))
         batch_op.create_unique_constraint("uq_bounce_events_fingerprint", ["fingerprint"])
@@ -37,3 +39,5 @@ def downgrade() -> None:
     with op.batch_alter_table("bounce_events", schema=None) as batch_op:
         batch_op.drop_constraint("uq_bounce_events_fingerprint", type_="unique")
         batch_op.drop_column("fingerprint")
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_deliveries_subscriber")
