@@ -70,7 +70,13 @@ class Sent:
         return verp_address(self.delivery_id, settings)
 
 
-def send_digest(emails: list[str], *, slug: str = "news", subject: str = "Digest") -> list[Sent]:
+def send_digest(
+    emails: list[str],
+    *,
+    slug: str = "news",
+    subject: str = "Digest",
+    message_ids: dict[str, str] | None = None,
+) -> list[Sent]:
     """A digest 'sent' to each address: the ledger rows a bounce will refer to."""
     out: list[Sent] = []
     with session_scope() as session:
@@ -101,7 +107,8 @@ def send_digest(emails: list[str], *, slug: str = "news", subject: str = "Digest
                 digest_id=digest.id,
                 subscriber_id=sub.id,
                 status=DeliveryStatus.sent,
-                message_id=f"<d{digest.id}.{sub.id}@news.example.com>",
+                message_id=(message_ids or {}).get(email)
+                or f"<d{digest.id}.{sub.id}@news.example.com>",
             )
             session.add(delivery)
             session.flush()
