@@ -32,6 +32,11 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": timedelta(hours=1),
             },
             "send-tick": {"task": "workers.tasks.send_tick", "schedule": timedelta(minutes=1)},
+            "poll-bounce-mailbox": {  # a no-op unless NEWSLETTER_BOUNCE_MAILBOX_URL is set
+                "task": "workers.tasks.poll_bounce_mailbox",
+                "schedule": timedelta(minutes=1),
+                "options": {"expires": 55},
+            },
         },
     }
     if settings.embedded:

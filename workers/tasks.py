@@ -117,3 +117,18 @@ def _recover_on_start(**_: object) -> None:
         from newsletter import db
 
         db.reset()
+
+
+# Bounces ------------------------------------------------------------------------------
+
+
+@app.task
+def poll_bounce_mailbox() -> dict[str, int]:
+    """Beat, every minute: read the bounce mailbox (IMAP/POP3 over TLS) if one is set."""
+    from newsletter.bounces.poller import poll_mailbox
+
+    settings = get_settings()
+    if not settings.bounce_mailbox_url:
+        return {}
+    report = poll_mailbox(settings)
+    return {"fetched": report.fetched, "recorded": report.recorded, "refused": report.refused}
