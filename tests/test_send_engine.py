@@ -104,7 +104,7 @@ def test_every_subscriber_gets_one_signed_message_and_failures_are_recorded(
             gone = session.scalar(select(Subscriber).where(Subscriber.email == bad))
             assert gone is not None and gone.status == "bounced"
             event = session.scalar(select(BounceEvent).where(BounceEvent.subscriber_id == gone.id))
-            assert event is not None and event.kind == "hard" and event.status_code == "550"
+            assert event is not None and event.kind == "hard" and event.status_code == "5.1.1"
 
         # The failed ones keep their reply; retry re-sends only them.
         rules.defer.clear()

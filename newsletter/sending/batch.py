@@ -28,7 +28,6 @@ from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.mail.fastpath import DigestTemplate, Recipient
 from newsletter.models import (
-    BounceEvent,
     Delivery,
     DeliveryStatus,
     Digest,
@@ -392,7 +391,7 @@ def _fold(
                 ledger.other,
             )
         if ledger.bounced:
-            _record_bounces(session, [b[0] for b in ledger.bounced], ledger.bounced)
+            _record_bounces(session, settings, ledger.bounced)
         # Rows still being sent keep their claim fresh: a slow (rate-capped) batch is alive.
         session.execute(
             _T.update()
@@ -408,40 +407,25 @@ def _fold(
 
 
 def _record_bounces(
-    session: Session, ids: list[int], bounced: list[tuple[int, int, int, str]]
+    session: Session, settings: Settings, bounced: list[tuple[int, int, int, str]]
 ) -> None:
-    """A 5xx to RCPT marks the subscriber bounced at once and keeps the event."""
-    subs = dict(
-        session.execute(select(Delivery.id, Delivery.subscriber_id).where(Delivery.id.in_(ids)))
-        .tuples()
-        .all()
-    )
-    sub_ids = [s for s in subs.values() if s is not None]
-    if sub_ids:
-        session.execute(
-            update(Subscriber)
-            .where(Subscriber.id.in_(sub_ids), Subscriber.status == SubscriberStatus.active)
-            .values(status=SubscriberStatus.bounced, bounce_score=Subscriber.bounce_score + 1)
-        )
+    """A refusal during our SMTP transaction goes through the bounce policy like a DSN
+    (newsletter/bounces/handling.py): a 5xx for the address suppresses at once, a policy
+    refusal (our IP or content) keeps the reader and is counted per domain."""
+    from newsletter.bounces.handling import record_send_refusal
+
     emails = dict(
-        session.execute(select(Subscriber.id, Subscriber.email).where(Subscriber.id.in_(sub_ids)))
+        session.execute(
+            select(Delivery.id, Subscriber.email)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.id.in_([b[0] for b in bounced]))
+        )
         .tuples()
         .all()
     )
     for delivery_id, _, code, reply in bounced:
-        sub = subs.get(delivery_id)
-        session.add(
-            BounceEvent(
-                delivery_id=delivery_id,
-                subscriber_id=sub,
-                kind="hard",
-                reason="smtp_rcpt",
-                status_code=str(code),
-                diagnostic=reply,
-                remote_domain=(emails.get(sub) or "").rpartition("@")[2] or None,
-                source="smtp",
-            )
-        )
+        email = emails.get(delivery_id, "")
+        record_send_refusal(session, settings, delivery_id, email, code, reply)
 
 
 def _finish(
