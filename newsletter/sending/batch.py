@@ -244,7 +244,8 @@ def _send(
                 _release(ledger, pending[index:], cancelled=status == DigestStatus.cancelled)
                 break
         if ledger and now_m - last_flush >= FLUSH_SECONDS:
-            _fold(settings, template, digest_id, ledger, journal, (token, token + "r"))
+            renew = [r.id for r in pending[index:]]
+            _fold(settings, template, digest_id, ledger, journal, (token, token + "r"), renew)
             ledger = _Ledger()
             last_flush = now_m
         assert row.email is not None and row.subscription_id is not None
@@ -349,8 +350,11 @@ def _fold(
     ledger: _Ledger,
     journal: Any,
     claims: tuple[str, str],
+    renew: list[int] | None = None,
 ) -> None:
     """One transaction for everything the batch learnt since the last fold."""
+    if journal is not None:
+        journal.sync()  # every accept below is in the journal before the ledger says so
     now = utcnow()
     with session_scope() as session:
         if ledger.sent:
@@ -393,11 +397,12 @@ def _fold(
         if ledger.bounced:
             _record_bounces(session, settings, ledger.bounced)
         # Rows still being sent keep their claim fresh: a slow (rate-capped) batch is alive.
-        session.execute(
-            _T.update()
-            .where(_T.c.digest_id == digest_id, _T.c.claim.in_(claims))
-            .values(claimed_at=now)
-        )
+        if renew:
+            session.execute(
+                _T.update()
+                .where(_T.c.id.in_(renew), _T.c.claim.in_(claims), _T.c.status == "sending")
+                .values(claimed_at=now)
+            )
         session.execute(update(Digest).where(Digest.id == digest_id).values(progress_at=now))
     if journal is not None and ledger.sent:
         try:

@@ -8,6 +8,7 @@ part of the key), so each prefork child has its own connection.
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -56,14 +57,16 @@ class WorkerContext:
             self.templates.popitem(last=False)
 
 
-_current: tuple[tuple[object, ...], WorkerContext] | None = None
+_local = threading.local()
 
 
 def context(settings: Settings) -> WorkerContext:
-    global _current
+    """One per thread (a threads pool runs batches side by side, each with its own
+    connection) and per process."""
     key = (os.getpid(), settings.smtp_url, settings.broker, settings.database, settings.send_rate)
-    if _current is None or _current[0] != key:
-        if _current is not None and _current[0][0] == os.getpid():
-            _current[1].transport.close()
-        _current = (key, WorkerContext(settings))
-    return _current[1]
+    current: tuple[tuple[object, ...], WorkerContext] | None = getattr(_local, "current", None)
+    if current is None or current[0] != key:
+        if current is not None and current[0][0] == os.getpid():
+            current[1].transport.close()
+        current = _local.current = (key, WorkerContext(settings))
+    return current[1]

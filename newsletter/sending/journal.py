@@ -22,6 +22,8 @@ from typing import Protocol
 class Journal(Protocol):
     def record(self, delivery_id: int) -> None: ...
 
+    def sync(self) -> None: ...
+
     def accepted(self, ids: Collection[int]) -> set[int]: ...
 
     def forget(self, ids: Collection[int]) -> None: ...
@@ -30,14 +32,54 @@ class Journal(Protocol):
 
 
 class RedisJournal:
+    """SADD per accept, written to the socket at once without waiting for the reply.
+
+    Once the command is on Redis's socket the fact no longer depends on this process;
+    waiting for the reply per message would cost a round trip each. The replies are
+    read (`sync`) before the ledger fold, so a Redis failure is noticed there.
+    """
+
     def __init__(self, client: object, digest_id: int) -> None:
         self.client = client
         self.key = f"nl:journal:{digest_id}"
+        self._conn: object | None = None
+        self._pending = 0
 
     def record(self, delivery_id: int) -> None:
-        self.client.sadd(self.key, delivery_id)  # type: ignore[attr-defined]
+        if self._conn is None:
+            self._conn = self.client.connection_pool.get_connection("SADD")  # type: ignore[attr-defined]
+        try:
+            self._conn.send_command("SADD", self.key, delivery_id)  # type: ignore[attr-defined]
+        except Exception:
+            self._discard()
+            raise
+        self._pending += 1
+        if self._pending >= 500:
+            self.sync()
+
+    def sync(self) -> None:
+        """Read the outstanding replies; raises if Redis failed to take them."""
+        if self._conn is None:
+            return
+        try:
+            while self._pending:
+                self._conn.read_response()  # type: ignore[attr-defined]
+                self._pending -= 1
+        except Exception:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.disconnect()  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001
+                pass
+            self._conn = None
+        self._pending = 0
 
     def accepted(self, ids: Collection[int]) -> set[int]:
+        self.sync()
         if not ids:
             return set()
         order = list(ids)
@@ -45,10 +87,12 @@ class RedisJournal:
         return {i for i, f in zip(order, flags, strict=True) if f}
 
     def forget(self, ids: Collection[int]) -> None:
+        self.sync()
         if ids:
             self.client.srem(self.key, *ids)  # type: ignore[attr-defined]
 
     def drop(self) -> None:
+        self.sync()
         self.client.delete(self.key)  # type: ignore[attr-defined]
 
 
@@ -62,6 +106,9 @@ class FileJournal:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.write(self._fd, b"%d\n" % delivery_id)
+
+    def sync(self) -> None:
+        """Each append is already in the kernel's hands."""
 
     def accepted(self, ids: Collection[int]) -> set[int]:
         """Stream the file: memory stays flat however long the send is."""

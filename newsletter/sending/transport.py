@@ -44,24 +44,60 @@ class PooledTransport(SmtpTransport):
             raise SmtpUnavailable(f"{self.config.host}:{self.config.port}: {exc}") from None
 
     def attempt(self, raw: bytes, mail_from: str, rcpt: str) -> Attempt:
+        """One message on the kept connection, PIPELINING when the server offers it.
+
+        smtplib.sendmail costs ~0.3 ms per 40 KB message in regular expressions (line
+        endings, dot-stuffing) and address parsing; the fast path's bytes already have
+        CRLF line endings, so only dot-stuffing remains, done with bytes.replace. With
+        PIPELINING, MAIL, RCPT and DATA go in one write: two round trips, not four.
+        """
         self.ensure_connected()
         try:
-            self.send(raw, mail_from, [rcpt])
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = next(iter(exc.recipients.values()))
-            return Attempt("bounced" if code >= 500 else "deferred", code, _reply(reply))
-        except smtplib.SMTPServerDisconnected as exc:
+            return self._exchange(raw, mail_from, rcpt)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._conn = None
             return Attempt("deferred", None, _reply(f"connection lost: {exc}"))
-        except smtplib.SMTPResponseException as exc:
-            # MAIL FROM or DATA refused: the message, not the address; not a bounce.
+
+    def _exchange(self, raw: bytes, mail_from: str, rcpt: str) -> Attempt:
+        conn = self.connection
+        envelope = f"MAIL FROM:<{mail_from}>\r\nRCPT TO:<{rcpt}>\r\n".encode()
+        if conn.has_extn("pipelining"):
+            conn.send(envelope + b"DATA\r\n")
+            mail = conn.getreply()
+            to = conn.getreply()
+            data = conn.getreply()
+        else:
+            conn.send(envelope[: envelope.index(b"\r\n") + 2])
+            mail = conn.getreply()
+            to = data = (503, b"not sent")
+            if mail[0] == 250:
+                conn.send(envelope[envelope.index(b"\r\n") + 2 :])
+                to = conn.getreply()
+                if to[0] in (250, 251):
+                    data = conn.docmd("DATA")
+        if data[0] == 354 and (mail[0] != 250 or to[0] not in (250, 251)):
+            conn.send(b".\r\n")  # a server that said 354 anyway gets an empty message
+            conn.getreply()
+            data = (503, b"not sent")
+        if mail[0] != 250:
             self._reset_after_error()
-            status = "failed" if exc.smtp_code >= 500 else "deferred"
-            return Attempt(status, exc.smtp_code, _reply(exc.smtp_error))
-        except (OSError, smtplib.SMTPException) as exc:
-            self._conn = None
-            raise SmtpUnavailable(f"{self.config.host}:{self.config.port}: {exc}") from None
-        return SENT
+            return Attempt("failed" if mail[0] >= 500 else "deferred", mail[0], _reply(mail[1]))
+        if to[0] not in (250, 251):
+            self._reset_after_error()
+            return Attempt("bounced" if to[0] >= 500 else "deferred", to[0], _reply(to[1]))
+        if data[0] != 354:
+            self._reset_after_error()
+            return Attempt("failed" if data[0] >= 500 else "deferred", data[0], _reply(data[1]))
+        payload = raw.replace(b"\r\n.", b"\r\n..") if b"\r\n." in raw else raw
+        if payload.startswith(b"."):
+            payload = b"." + payload
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        conn.send(payload + b".\r\n")
+        code, reply = conn.getreply()
+        if code == 250:
+            return SENT
+        return Attempt("failed" if code >= 500 else "deferred", code, _reply(reply))
 
     def _reset_after_error(self) -> None:
         try:
