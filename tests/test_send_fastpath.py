@@ -1,0 +1,108 @@
+"""The fast path's bytes mean the same as the reference builder's message, and verify."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+import dkim
+import pytest
+
+from newsletter import placeholders as ph
+from newsletter.config import Settings
+from newsletter.mail.dkim import load_key
+from newsletter.mail.fastpath import DigestTemplate, Recipient
+from newsletter.mail.message import address, build_message
+from newsletter.verp import decode_verp, verp_address
+from tests.send_support import HTML, TEXT, dkim_keys
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        NEWSLETTER_FROM="Nëwsroom Désk <news@example.com>",
+        secret_key="k" * 32,
+        base_url="https://news.example.com",
+        bounce_domain="bounces.example.com",
+        data_dir=tmp_path,
+    )
+
+
+NAMES = ["Ann", 'Bob "the builder" <b>', "Zoë  Ærøskøbing", "", "x" * 150, ".dot first"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fast_path_parses_to_the_reference_content(settings: Settings, name: str) -> None:
+    html = HTML + ("<p>" + "long line with = signs and tabs\t" * 40 + "</p>\n.\n")
+    template = DigestTemplate(
+        settings=settings,
+        digest_id=7,
+        list_slug="news",
+        list_name="The Newsroom Daily",
+        subject="Today’s digest: 12 stories",
+        text=TEXT,
+        html=html,
+    )
+    r = Recipient(delivery_id=42, email="reader@example.org", name=name, subscription_id=9)
+    fast = message_from_bytes(template.render(r), policy=default)
+    values = {
+        ph.NAME: name,
+        ph.EMAIL: r.email,
+        ph.UNSUBSCRIBE_URL: template.unsubscribe_url(9),
+    }
+    ref = build_message(
+        sender=settings.sender,
+        to=address(r.email, name),
+        subject="Today’s digest: 12 stories",
+        text=ph.fill(TEXT, values, html=False),
+        html=ph.fill(html, values, html=True),
+    )
+    ref = message_from_bytes(ref.as_bytes(), policy=default)
+    for kind in ("plain", "html"):
+        got = fast.get_body((kind,)).get_content().replace("\r\n", "\n").rstrip()
+        want = ref.get_body((kind,)).get_content().replace("\r\n", "\n").rstrip()
+        assert got == want
+    assert fast["Subject"] == ref["Subject"]
+    assert fast["From"] == ref["From"]
+    assert fast["To"].addresses[0].addr_spec == "reader@example.org"
+    assert all(len(line) <= 998 for line in template.render(r).split(b"\r\n"))
+    body_lines = template.render(r).split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert all(len(line) <= 76 for line in body_lines)
+
+
+def test_both_signatures_verify_with_dkimpy(settings: Settings, tmp_path: Path) -> None:
+    rsa_path, ed_path = dkim_keys(tmp_path)
+    keys = [load_key(rsa_path, "example.com", "s1"), load_key(ed_path, "example.com", "s2")]
+    template = DigestTemplate(
+        settings=settings,
+        digest_id=1,
+        list_slug="news",
+        list_name="The Newsroom Daily",
+        subject="Subject",
+        text=TEXT,
+        html=HTML,
+        dkim_keys=keys,
+    )
+    records = {b"s1._domainkey.example.com.": keys[0], b"s2._domainkey.example.com.": keys[1]}
+    for i, name in enumerate(NAMES):
+        raw = template.render(Recipient(i + 1, f"r{i}@example.org", name, i + 1))
+        d = dkim.DKIM(raw)
+        assert d.verify(0, dnsfunc=lambda n, timeout=5: records[n].public_dns_record())
+        assert d.verify(1, dnsfunc=lambda n, timeout=5: records[n].public_dns_record())
+        # Any change to the body breaks it.
+        assert not dkim.verify(
+            raw.replace(b"Story 3", b"Story 4"),
+            dnsfunc=lambda n, timeout=5: records[n].public_dns_record(),
+        )
+
+
+def test_verp_maps_back_and_refuses_forgeries(settings: Settings) -> None:
+    addr = verp_address(12345, settings)
+    assert addr.startswith("bounces+12345-") and addr.endswith("@bounces.example.com")
+    assert decode_verp(addr, settings) == 12345
+    assert decode_verp(addr.upper(), settings) == 12345
+    assert decode_verp(addr.replace("12345", "12346"), settings) is None
+    assert decode_verp("bounces+12345-000000000000@bounces.example.com", settings) is None
+    assert decode_verp(addr.replace("bounces.example.com", "evil.com"), settings) is None
+    assert decode_verp("someone@example.com", settings) is None
