@@ -110,12 +110,13 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(3, ge=1)
     soft_bounce_days: int = Field(14, ge=1)
     bounce_max_bytes: int = Field(10_000_000, ge=10_000)
-    bounce_mailbox_url: str | None = None  # imaps://user:pass@host/INBOX or pop3s://...
+    # imaps://user:pass@host/INBOX or pop3s://...; secrets stay out of reprs and logs.
+    bounce_mailbox_url: str | None = Field(None, repr=False)
     bounce_mailbox_ca_file: Path | None = None  # extra CA for a private mailbox server
-    webhook_secret: str | None = None  # Postmark basic-auth password / ?secret= in the URL
+    webhook_secret: str | None = Field(None, repr=False)  # Postmark basic auth / ?secret=
     ses_topic_arn: str | None = None  # comma-separated SNS topics allowed to post
     ses_confirm_subscriptions: bool = False
-    mailgun_signing_key: str | None = None
+    mailgun_signing_key: str | None = Field(None, repr=False)
     sendgrid_public_key: str | None = None  # base64 DER (ECDSA P-256) from SendGrid
 
     @field_validator("smtp_url")
