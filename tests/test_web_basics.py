@@ -58,6 +58,8 @@ def test_metrics_count_subscribers_and_subscriptions(client: TestClient):
     assert 'newsletter_subscribers{status="active"} 3' in text
     assert 'newsletter_subscriptions{status="confirmed"} 2' in text
     assert 'newsletter_subscriptions{status="unconfirmed"} 1' in text
+    assert "# TYPE newsletter_deliveries gauge" in text
+    assert "# TYPE newsletter_bounce_events gauge" in text
 
 
 def test_admin_api_needs_the_token(client: TestClient):

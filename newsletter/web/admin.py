@@ -12,7 +12,7 @@ from newsletter.addresses import InvalidInput
 from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.lists import create_list, list_records
-from newsletter.models import Subscriber, Subscription
+from newsletter.models import BounceEvent, Delivery, Subscriber, Subscription
 from newsletter.subscribers import subscriber_records
 from newsletter.subscriptions import ConsentRecord, subscribe
 from newsletter.web.auth import require_admin
@@ -87,16 +87,17 @@ def post_subscriber(body: SubscriberIn) -> dict[str, Any]:
 
 
 def prometheus_metrics() -> str:
+    """Counts by state, for a scraper: subscribers, subscriptions, deliveries, bounce events."""
+    gauges = (
+        ("newsletter_subscribers", "status", Subscriber.status),
+        ("newsletter_subscriptions", "status", Subscription.status),
+        ("newsletter_deliveries", "status", Delivery.status),
+        ("newsletter_bounce_events", "kind", BounceEvent.kind),
+    )
     lines = []
     with session_scope() as session:
-        lines.append("# TYPE newsletter_subscribers gauge")
-        for status, n in session.execute(
-            select(Subscriber.status, func.count()).group_by(Subscriber.status)
-        ):
-            lines.append(f'newsletter_subscribers{{status="{status}"}} {n}')
-        lines.append("# TYPE newsletter_subscriptions gauge")
-        for status, n in session.execute(
-            select(Subscription.status, func.count()).group_by(Subscription.status)
-        ):
-            lines.append(f'newsletter_subscriptions{{status="{status}"}} {n}')
+        for name, label, column in gauges:
+            lines.append(f"# TYPE {name} gauge")
+            for value, n in session.execute(select(column, func.count()).group_by(column)):
+                lines.append(f'{name}{{{label}="{value}"}} {n}')
     return "\n".join(lines) + "\n"
