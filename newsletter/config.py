@@ -105,7 +105,6 @@ class Settings(BaseSettings):
     subscribe_limit_address_window: int = 3600
     postal_address: str = "The Newsroom, 1 Example Street, Springfield"
     consent_version: str = "2026-11"
-    catcher_port: int = 1025
     # Bounces (newsletter/bounces/): soft-bounce policy, inbound limits, mailbox, webhooks.
     soft_bounce_limit: int = Field(3, ge=1)
     soft_bounce_days: int = Field(14, ge=1)
