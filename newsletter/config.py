@@ -96,6 +96,7 @@ class Settings(BaseSettings):
     send_bounce_threshold: float = Field(0.05, gt=0, le=1)
     send_bounce_min_deliveries: int = Field(500, ge=1)
     schedule_window_minutes: int = Field(60, ge=1)
+    beat_tick_seconds: float = Field(60.0, gt=0)  # how often beat starts due digests
     confirm_ttl_days: int = 7
     confirm_resend_minutes: int = 10
     check_deliverability: bool = False

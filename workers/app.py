@@ -31,7 +31,10 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "workers.tasks.purge_unconfirmed",
                 "schedule": timedelta(hours=1),
             },
-            "send-tick": {"task": "workers.tasks.send_tick", "schedule": timedelta(minutes=1)},
+            "send-tick": {
+                "task": "workers.tasks.send_tick",
+                "schedule": timedelta(seconds=settings.beat_tick_seconds),
+            },
             "poll-bounce-mailbox": {  # a no-op unless NEWSLETTER_BOUNCE_MAILBOX_URL is set
                 "task": "workers.tasks.poll_bounce_mailbox",
                 "schedule": timedelta(minutes=1),
