@@ -58,8 +58,9 @@ def web(host: str, port: int, processes: int) -> None:
 @click.option("--concurrency", "-c", type=int, default=None, help="Processes (default: cores).")
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork")
 @click.option("--loglevel", default="INFO")
+@click.option("--hostname", "-n", default=None, help="Node name, e.g. worker1@%h.")
 @handled
-def worker(concurrency: int | None, pool: str, loglevel: str) -> None:
+def worker(concurrency: int | None, pool: str, loglevel: str, hostname: str | None) -> None:
     """Run a Celery worker."""
     settings()
     from workers.app import app
@@ -73,6 +74,8 @@ def worker(concurrency: int | None, pool: str, loglevel: str) -> None:
     ]
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
+    if hostname:
+        argv.append(f"--hostname={hostname}")
     app.worker_main(argv)
 
 
