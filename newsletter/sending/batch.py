@@ -354,7 +354,11 @@ def _fold(
 ) -> None:
     """One transaction for everything the batch learnt since the last fold."""
     if journal is not None:
-        journal.sync()  # every accept below is in the journal before the ledger says so
+        try:
+            journal.sync()  # every accept below is in the journal before the ledger says so
+        except Exception:  # noqa: BLE001 - journal gone (Redis restarted): the ledger is the record
+            log.warning("journal unavailable; writing the ledger without it", exc_info=True)
+            journal = None
     now = utcnow()
     with session_scope() as session:
         if ledger.sent:

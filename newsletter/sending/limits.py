@@ -5,13 +5,21 @@ when Redis is the broker, and per process on the embedded default (one machine, 
 per-process bucket needs no server). A domain that answers 4xx is backed off
 exponentially by itself, as Gmail and Microsoft ask of bulk senders; until the backoff
 ends its deliveries are deferred without being tried.
+
+Redis may restart under a running send (production runs it without persistence): the
+limits then fall back to this process's own bookkeeping until Redis answers again,
+rather than failing the batch with messages accepted but not yet in the ledger.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 STRIKES = 3  # temporary refusals in a row before a domain is backed off
 
 
@@ -30,8 +38,12 @@ class RateLimiter:
             return
         if self.client is None:
             self._local()
-        else:
+            return
+        try:
             self._shared()
+        except RedisError:
+            log.warning("Redis unavailable; capping the rate per process for now")
+            self._local()
 
     def _local(self) -> None:
         while True:
@@ -75,6 +87,7 @@ class DomainThrottle:
 
     def blocked_until(self, domain: str) -> float | None:
         """The epoch time a backed-off domain may be tried again, or None if it may now."""
+        until = self._until.get(domain, 0.0)
         if self.client is not None:
             # Asked per message: a local copy for a second saves a round trip each time.
             cached = self._seen.get(domain)
@@ -82,11 +95,12 @@ class DomainThrottle:
             if cached is not None and now - cached[0] < 1.0:
                 until = cached[1]
             else:
-                raw = self.client.get(f"nl:domain:{domain}:until")
-                until = float(raw) if raw else 0.0
+                try:
+                    raw = self.client.get(f"nl:domain:{domain}:until")
+                    until = max(until, float(raw) if raw else 0.0)
+                except RedisError:
+                    pass  # this process's own backoffs meanwhile
                 self._seen[domain] = (now, until)
-        else:
-            until = self._until.get(domain, 0.0)
         return until if until > time.time() else None
 
     def temporary_failure(self, domain: str) -> float | None:
@@ -96,29 +110,36 @@ class DomainThrottle:
         temporary refusals in a row without a success in between are.
         """
         self._struck.add(domain)
+        local = self._strikes[domain] = self._strikes.get(domain, 0) + 1
+        strikes = local
         if self.client is not None:
-            strikes = int(self.client.incr(f"nl:domain:{domain}:strikes"))
-            self.client.expire(f"nl:domain:{domain}:strikes", 3600)
-        else:
-            strikes = self._strikes[domain] = self._strikes.get(domain, 0) + 1
+            try:
+                strikes = int(self.client.incr(f"nl:domain:{domain}:strikes"))
+                self.client.expire(f"nl:domain:{domain}:strikes", 3600)
+            except RedisError:
+                strikes = local
         if strikes < STRIKES:
             return None
         until = time.time() + min(3600.0, self.base * 2 ** min(strikes - STRIKES, 12))
+        self._until[domain] = until
         if self.client is not None:
-            self.client.set(f"nl:domain:{domain}:until", until, ex=3700)
             self._seen[domain] = (time.monotonic(), until)
-        else:
-            self._until[domain] = until
+            try:
+                self.client.set(f"nl:domain:{domain}:until", until, ex=3700)
+            except RedisError:
+                pass  # held back in this process at least
         return until
 
     def success(self, domain: str) -> None:
         """An accept ends a run of strikes (only costs a call after a strike)."""
         if domain in self._struck:
             self._struck.discard(domain)
+            self._strikes.pop(domain, None)
             if self.client is not None:
-                self.client.delete(f"nl:domain:{domain}:strikes")
-            else:
-                self._strikes.pop(domain, None)
+                try:
+                    self.client.delete(f"nl:domain:{domain}:strikes")
+                except RedisError:
+                    pass
 
     def acquire(self, domain: str) -> None:
         if self.rate <= 0:
