@@ -102,6 +102,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    at: float = field(default_factory=time.time)  # when the server accepted the data
 
     @property
     def message(self) -> EmailMessage:
@@ -121,12 +122,15 @@ class RecordingHandler:
     def __init__(self, rules: SmtpRules) -> None:
         self.rules = rules
         self.messages: list[Received] = []
+        self.rcpts: list[tuple[float, str]] = []  # every RCPT TO asked, accepted or not
         self.lock = threading.Lock()
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         addr = address.lower()
+        with self.lock:
+            self.rcpts.append((time.time(), addr))
         if addr in self.rules.reject:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if addr in self.rules.defer:
@@ -163,6 +167,11 @@ class SmtpServer:
     def messages(self) -> list[Received]:
         with self.handler.lock:
             return list(self.handler.messages)
+
+    def attempts(self, domain: str) -> list[float]:
+        """When RCPT TO was asked for addresses at `domain`, whatever the answer."""
+        with self.handler.lock:
+            return [at for at, addr in self.handler.rcpts if addr.endswith("@" + domain)]
 
     def to(self, address: str) -> list[Received]:
         return [m for m in self.messages if address.lower() in [r.lower() for r in m.rcpt_tos]]
