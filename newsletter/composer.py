@@ -12,7 +12,6 @@ the moment it was composed, so drafts and previews never use stories up.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,18 +21,15 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from premailer import Premailer
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from newsletter import placeholders
 from newsletter.config import Settings
+from newsletter.mail.render import inline_css
 from newsletter.models import Digest, DigestStatus, MailingList, Story, utcnow
 from newsletter.stories import story_paragraphs
 from newsletter.templating import email_env
-
-logging.getLogger("premailer").setLevel(logging.ERROR)
-logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
 
 KIND = "digest"
 MAX_STORIES = 50  # shown in the mail; the rest are listed on the digest's archive page
@@ -120,29 +116,6 @@ def story_entry(story: Story, base_url: str, *, short: bool) -> dict[str, Any]:
         "source_url": story.url,
         "shortened": short,
     }
-
-
-def inline_css(html: str) -> str:
-    """Style rules onto elements; only media queries (dark mode) stay in a <style> block.
-
-    Unlike mail/render.py this drops the original <style> block (every byte counts
-    against the clip limit) and keeps width attributes, which Outlook needs for the
-    600px column while the inline width:100% lets phones shrink it.
-    """
-    inlined = Premailer(
-        html,
-        keep_style_tags=False,
-        strip_important=False,
-        remove_classes=False,
-        cssutils_logging_level=logging.CRITICAL,
-        disable_validation=True,
-        disable_basic_attributes=["width"],
-        allow_network=False,
-    ).transform(pretty_print=False)
-    # lxml drops the doctype; without it clients render in quirks mode.
-    if not inlined.lstrip().lower().startswith("<!doctype"):
-        inlined = "<!DOCTYPE html>\n" + inlined
-    return inlined
 
 
 def _date_label(now: datetime, timezone: str) -> str:

@@ -22,25 +22,26 @@ class Rendered:
     html: str
 
 
-def inline_css(html: str, base_url: str | None = None) -> str:
-    """Move <style> rules onto elements: many mail clients drop <style> blocks.
+def inline_css(html: str) -> str:
+    """Style rules onto elements, in one place for every kind of mail.
 
-    Media queries (dark mode, narrow screens) stay in <style>, which premailer keeps.
+    Many clients drop <style> blocks, so rules are moved onto the elements and the
+    original block goes (every byte counts against Gmail's clip limit); what cannot be
+    inlined, the media queries for dark mode and narrow screens, stays in a <style>.
+    width attributes are kept because Outlook needs them for a fixed column.
     """
     inlined = Premailer(
         html,
-        base_url=base_url,
-        keep_style_tags=True,
+        keep_style_tags=False,
         strip_important=False,
         remove_classes=False,
         cssutils_logging_level=logging.CRITICAL,
         disable_validation=True,
+        disable_basic_attributes=["width"],
         allow_network=False,
-    ).transform()
+    ).transform(pretty_print=False)
     # lxml drops the doctype; without it clients render in quirks mode.
-    if html.lstrip()[:9].lower() == "<!doctype" and not inlined.lstrip().lower().startswith(
-        "<!doctype"
-    ):
+    if not inlined.lstrip().lower().startswith("<!doctype"):
         inlined = "<!DOCTYPE html>\n" + inlined
     return inlined
 
