@@ -17,6 +17,7 @@ from newsletter.commands.common import InputError, ServiceError, emit_json, hand
 from newsletter.commands.content import digest
 
 TERMINAL = ("sent", "cancelled")
+PROGRESS_SECONDS = 2.0
 
 
 def _enqueue(digest_id: int, ranges: list[tuple[int, int]]) -> None:
@@ -72,20 +73,32 @@ def _print_status(st: dict[str, Any]) -> None:
 
 
 def _wait(digest_id: int, as_json: bool) -> dict[str, Any]:
-    """Poll the ledger; a progress bar with rate and ETA on a terminal."""
+    """Poll the ledger; a progress bar with rate and ETA on a terminal, and without one
+    (cron, CI, a log file) a plain progress line on stderr when the counts change, at
+    most every PROGRESS_SECONDS."""
     from tqdm import tqdm
 
     st = _status(digest_id)
     bar = None
-    if not as_json and sys.stderr.isatty():
+    lines = not as_json and not sys.stderr.isatty()
+    if not as_json and not lines:
         bar = tqdm(total=st["total"], unit="msg", desc=f"send {digest_id}", file=sys.stderr)
     done_before = 0
+    last_line, last_at = "", -PROGRESS_SECONDS
     try:
         while True:
             done = st["sent"] + st["bounced"] + st["failed"]
             if bar is not None:
                 bar.update(done - done_before)
                 bar.set_postfix(deferred=st["deferred"], bounced=st["bounced"])
+            elif lines:
+                line = (
+                    f"send {digest_id}: {done}/{st['total']} done  sent {st['sent']}  "
+                    f"deferred {st['deferred']}  bounced {st['bounced']}  failed {st['failed']}"
+                )
+                if line != last_line and time.monotonic() - last_at >= PROGRESS_SECONDS:
+                    click.echo(line, err=True)
+                    last_line, last_at = line, time.monotonic()
             done_before = done
             if st["status"] in TERMINAL:
                 return st
