@@ -235,12 +235,15 @@ def _send(
         else:
             pending.append(row)
     last_flush = last_control = time.monotonic()
+    transport = ctx.transport
+    count = len(pending)
     for index, row in enumerate(pending):
         now_m = time.monotonic()
         if now_m - last_control >= CONTROL_SECONDS:
             last_control = now_m
             status = _digest_status(digest_id)
             if status != DigestStatus.sending:
+                transport.abandon()
                 _release(ledger, pending[index:], cancelled=status == DigestStatus.cancelled)
                 break
         if ledger and now_m - last_flush >= FLUSH_SECONDS:
@@ -257,13 +260,18 @@ def _send(
             reply = f"held back: {domain} answered 4xx recently"
             _other(ledger, row, "deferred", None, reply, when, -counted)
             result.deferred += 1
+            transport.abandon()  # its envelope may have been primed with the last message
             continue
         ctx.limiter.acquire()
         ctx.domains.acquire(domain)
         recipient = Recipient(row.id, row.email, row.name, row.subscription_id)
-        raw = template.render(recipient)
+        wire = template.render_wire(recipient)
+        # The next message's envelope goes out with this one's content (PIPELINING):
+        # one round trip per message; its content waits for this accept's journal entry.
+        after = pending[index + 1] if index + 1 < count else None
+        then = (template.envelope_sender(after.id), after.email or "") if after else None
         try:
-            attempt = ctx.transport.attempt(raw, template.envelope_sender(row.id), row.email)
+            attempt = transport.deliver(wire, template.envelope_sender(row.id), row.email, then)
         except SmtpUnavailable as exc:
             _release(ledger, pending[index:], cancelled=False)
             _fold(settings, template, digest_id, ledger, journal, (token, token + "r"))
@@ -305,6 +313,7 @@ def _send(
         else:
             _other(ledger, row, "failed", attempt.code, attempt.reply, None, 0)
             result.failed += 1
+    transport.abandon()
     _fold(settings, template, digest_id, ledger, journal, (token, token + "r"))
 
 
