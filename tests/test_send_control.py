@@ -94,6 +94,11 @@ def test_bounce_threshold_pauses_and_the_api_shows_what_the_cli_shows(
         assert missing.status_code == 404 and "there is no send 9999" in missing.text
         assert api.post("/api/sends/9999/pause").status_code == 404
         assert api.get("/api/sends/abc").status_code == 422
+        no_list = api.post("/api/sends", json={"list": "nope"})
+        assert no_list.status_code == 404 and "no newsletter called 'nope'" in no_list.text
+        assert api.post("/api/sends", json={}).status_code == 422
+        nothing_new = api.post("/api/sends", json={"list": "news"})
+        assert nothing_new.status_code == 409 and "no new stories" in nothing_new.text
         unknown = api.post(f"/api/sends/{digest_id}/explode")
         assert unknown.status_code == 404 and "no action" in unknown.text
         for headers in ({}, {"Authorization": "Bearer wrong"}):

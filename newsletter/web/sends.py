@@ -22,7 +22,7 @@ class SendIn(BaseModel):
 
 
 def _bad(exc: InvalidInput) -> HTTPException:
-    status = 404 if exc.message.startswith("there is no") else 409
+    status = 404 if exc.message.lower().startswith("there is no") else 409
     return HTTPException(status, [{"field": exc.field, "message": exc.message}])
 
 
