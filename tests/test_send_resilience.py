@@ -185,6 +185,19 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def test_a_redis_restart_mid_send_loses_no_one(
     postgres_db: str, own_redis: RedisServer, data_dir: Path, tmp_path: Path
 ) -> None:
+    """Redis runs without persistence: a restart wipes the journal, the queued batch
+    messages and the rate windows. What the engine guarantees then:
+
+    - batches in flight keep sending: the rate cap and the domain backoff fall back to
+      per-process bookkeeping, and accepts that cannot reach the journal are written to
+      the ledger at once (so nothing accepted depends on the wiped journal);
+    - batch messages lost with Redis are enqueued again by beat's send-tick once the send
+      made no progress for SEND_STALL_SECONDS (claimed rows after SEND_LEASE_SECONDS);
+    - so every reader gets the digest, and a repeat is at most the message on the wire of
+      each SMTP connection. Not covered: Redis restarting and, before that batch's next
+      ledger write, its worker dying too; the accepts since the last write are then sent
+      again (at most one batch, or FLUSH_SECONDS of a rate-capped one).
+    """
     emails = [f"restart{i}@example.org" for i in range(80)]
     digest_id = populate(emails)
     server = SmtpServer().start()
