@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from newsletter import placeholders as ph
 from newsletter.db import session_scope
 from newsletter.models import Digest, MailingList, Subscriber, Subscription
-from tests.services import AppProcesses
+from tests.services import AppProcesses, free_port, unavailable
 
 HTML = (
     '<!doctype html><html><body><h1 style="color:#222">Today\'s stories</h1>'
@@ -100,3 +103,56 @@ def wait_status(
             return st
         time.sleep(0.5)
     raise AssertionError(f"send {digest_id} did not reach {want}: {st}\n" + app.log("worker"))
+
+
+class RedisServer:
+    """A redis-server of the test's own, without persistence, as production may run it.
+
+    Also keeps a test's broker apart from other test runs sharing the machine's Redis."""
+
+    def __init__(self, folder: Path) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            unavailable("redis-server", "not installed")
+        self.exe = str(exe)
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        subprocess.run(
+            [
+                self.exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(self.folder),
+                "--logfile",
+                str(self.folder / "redis.log"),
+            ],
+            check=True,
+        )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        try:
+            redis.Redis.from_url(self.url).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # shutdown closes the connection it came on, or it was down already

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from newsletter.db import session_scope
 from newsletter.models import Delivery, Subscriber
-from tests.send_support import populate, send_env, wait_status
+from tests.send_support import RedisServer, populate, send_env, wait_status
 from tests.services import AppProcesses, Received, SmtpRules, SmtpServer
 
 SENT_LINE = re.compile(r"send_batch\[[^\]]+\] succeeded in [\d.]+s: \{'sent': (\d+)")
@@ -43,13 +45,22 @@ def _assert_capped_at_20_per_second(server: SmtpServer, emails: list[str]) -> No
     assert _busiest_second(server.messages) <= 23, _busiest_second(server.messages)
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(folder).start()
+    yield server
+    server.stop()
+
+
 def test_send_rate_is_shared_by_two_workers_through_redis(
-    postgres_db: str, redis_url: str, data_dir: Path, tmp_path: Path
+    postgres_db: str, own_redis: RedisServer, data_dir: Path, tmp_path: Path
 ) -> None:
     emails = [f"rate{i}@example.org" for i in range(60)]
     digest_id = populate(emails)
     server = SmtpServer().start()
-    env = send_env(data_dir, server.url, postgres_db, redis_url)
+    env = send_env(data_dir, server.url, postgres_db, own_redis.url)
     env |= {"NEWSLETTER_SEND_RATE": "20", "NEWSLETTER_SEND_BATCH_SIZE": "5"}
     app = AppProcesses(env, tmp_path)
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -17,10 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.send_support import populate, send_env, wait_status
-from tests.services import AppProcesses, SmtpServer, free_port, unavailable
+from tests.send_support import RedisServer, populate, send_env, wait_status
+from tests.services import AppProcesses, SmtpServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stories"
 SENT_LINE = re.compile(r"send_batch\[[^\]]+\] succeeded in [\d.]+s: \{'sent': (\d+)")
@@ -41,7 +39,7 @@ def _wait_ready(app: AppProcesses, *names: str, timeout: float = 30) -> None:
 
 
 def test_two_workers_on_two_machines_send_each_message_once(
-    postgres_db: str, redis_url: str, data_dir: Path, tmp_path: Path
+    postgres_db: str, own_redis: RedisServer, data_dir: Path, tmp_path: Path
 ) -> None:
     emails = [f"host{i}@example.org" for i in range(40)]
     digest_id = populate(emails)
@@ -50,7 +48,7 @@ def test_two_workers_on_two_machines_send_each_message_once(
     for name in ("alpha", "beta"):
         home = tmp_path / name
         (home / "data").mkdir(parents=True)
-        env = send_env(home / "data", server.url, postgres_db, redis_url)
+        env = send_env(home / "data", server.url, postgres_db, own_redis.url)
         env["NEWSLETTER_SEND_BATCH_SIZE"] = "4"
         machines.append(AppProcesses(env, home))
     alpha, beta = machines
@@ -120,57 +118,6 @@ def _newsletter() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "newsletter"]
-
-
-class RedisServer:
-    """A redis-server of the test's own, without persistence, as production may run it."""
-
-    def __init__(self, folder: Path) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            unavailable("redis-server", "not installed")
-        self.exe = str(exe)
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        subprocess.run(
-            [
-                self.exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "yes",
-                "--dir",
-                str(self.folder),
-                "--logfile",
-                str(self.folder / "redis.log"),
-            ],
-            check=True,
-        )
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        try:
-            redis.Redis.from_url(self.url).shutdown(nosave=True)
-        except redis.ConnectionError:
-            pass  # shutdown closes the connection it came on, or it was down already
 
 
 @pytest.fixture
