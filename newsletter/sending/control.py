@@ -151,6 +151,11 @@ def retry_failed(session: Session, settings: Settings, digest_id: int) -> list[R
     digest = get_digest(session, digest_id)
     if digest.status in (DigestStatus.draft, DigestStatus.scheduled):
         raise InvalidInput("id", f"send {digest_id} has not started")
+    if digest.status == DigestStatus.cancelled:
+        # The operator stopped it on purpose: its unsent readers must not get it after all.
+        raise InvalidInput(
+            "id", f"send {digest_id} is cancelled; compose a new digest to reach its readers"
+        )
     changed = session.execute(
         update(Delivery)
         .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.failed)
