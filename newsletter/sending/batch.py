@@ -268,8 +268,12 @@ def _send(
         wire = template.render_wire(recipient)
         # The next message's envelope goes out with this one's content (PIPELINING):
         # one round trip per message; its content waits for this accept's journal entry.
+        # Not for a backed-off domain: its server must not even be asked RCPT TO.
         after = pending[index + 1] if index + 1 < count else None
-        then = (template.envelope_sender(after.id), after.email or "") if after else None
+        then = None
+        if after is not None and after.email:
+            if ctx.domains.blocked_until(after.email.rpartition("@")[2].lower()) is None:
+                then = (template.envelope_sender(after.id), after.email)
         try:
             attempt = transport.deliver(wire, template.envelope_sender(row.id), row.email, then)
         except SmtpUnavailable as exc:
