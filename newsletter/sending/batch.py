@@ -6,10 +6,15 @@ Rows still `sending` under a claim older than SEND_LEASE_SECONDS belong to a dea
 worker: they are taken over, and the journal says which of them were accepted already,
 so those are recorded as sent without a second message.
 
-Per message the cost is a byte join, an optional signature, one SMTP exchange on the
+Per message the cost is a byte join, an optional signature, one SMTP round trip on the
 kept connection and one journal append; the ledger is written once per batch (and at
 most every few seconds when a rate cap slows the batch down, which also renews the
 claim), never once per message.
+
+One round trip: with PIPELINING the next row's MAIL FROM/RCPT TO/DATA travel with this
+row's content (transport.PooledTransport.deliver). The order on the wire stays
+"content i, reply 250, journal append i, content i+1", so the journal still holds every
+accept before the next message can be on that connection.
 """
 
 from __future__ import annotations

@@ -42,14 +42,21 @@ class RedisJournal:
     def __init__(self, client: object, digest_id: int) -> None:
         self.client = client
         self.key = f"nl:journal:{digest_id}"
+        key = self.key.encode()
+        self._head = b"*3\r\n$4\r\nSADD\r\n$%d\r\n%s\r\n" % (len(key), key)
         self._conn: object | None = None
         self._pending = 0
 
     def record(self, delivery_id: int) -> None:
         if self._conn is None:
             self._conn = self.client.connection_pool.get_connection("SADD")  # type: ignore[attr-defined]
+        # The RESP bytes of SADD key id, packed here: redis-py's generic packer and its
+        # per-command health check cost more than the write itself.
+        value = b"%d" % delivery_id
         try:
-            self._conn.send_command("SADD", self.key, delivery_id)  # type: ignore[attr-defined]
+            self._conn.send_packed_command(  # type: ignore[attr-defined]
+                [self._head + b"$%d\r\n%s\r\n" % (len(value), value)], check_health=False
+            )
         except Exception:
             self._discard()
             raise
