@@ -51,13 +51,19 @@ def run_all(settings: Settings, host: str, port: int) -> int:
                 "stop what uses it or set NEWSLETTER_SMTP_URL to another port"
             ) from None
 
+    base = f"http://{host}:{port}"
+    env = dict(os.environ)
+    hint = ""
+    if "base_url" not in settings.model_fields_set and settings.base_url != base:
+        # Links in mail must point at this web server; other commands need to know it too.
+        env["NEWSLETTER_BASE_URL"] = base
+        hint = f"  note            run other commands with NEWSLETTER_BASE_URL={base}"
     cmd = [sys.executable, "-m", "newsletter"]
     procs = {
-        "web": subprocess.Popen([*cmd, "web", "--host", host, "--port", str(port)]),
-        "worker": subprocess.Popen([*cmd, "worker", "--loglevel", "WARNING"]),
-        "beat": subprocess.Popen([*cmd, "beat", "--loglevel", "WARNING"]),
+        "web": subprocess.Popen([*cmd, "web", "--host", host, "--port", str(port)], env=env),
+        "worker": subprocess.Popen([*cmd, "worker", "--loglevel", "WARNING"], env=env),
+        "beat": subprocess.Popen([*cmd, "beat", "--loglevel", "WARNING"], env=env),
     }
-    base = f"http://{host}:{port}"
     click.echo(f"newsletter is up ({'embedded' if settings.embedded else 'external'} services)")
     click.echo(f"  subscribe form  {base}/subscribe")
     if catcher is not None:
@@ -69,6 +75,8 @@ def run_all(settings: Settings, host: str, port: int) -> int:
     click.echo(f"  data            {settings.data_dir.resolve()}")
     if created:
         click.echo(f"  created list '{created}' to start with")
+    if hint:
+        click.echo(hint)
     click.echo("Press Ctrl-C to stop.")
 
     stopping = False
