@@ -6,7 +6,7 @@ import logging
 import smtplib
 import threading
 
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 
 from newsletter.config import get_settings
 from newsletter.confirmation import confirmation_email
@@ -104,6 +104,14 @@ def recover_sends() -> None:
     for digest_id, ranges in found:
         log.warning("send %s stalled; enqueueing %d batches again", digest_id, len(ranges))
         enqueue_ranges(digest_id, ranges)
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: object) -> None:
+    """A forked pool process must not share its parent's database sockets."""
+    from newsletter import db
+
+    db.reset()
 
 
 @worker_ready.connect
