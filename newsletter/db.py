@@ -23,10 +23,14 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
-def reset() -> None:
-    """Drop every engine and session factory, e.g. in a forked worker child."""
+def reset(close: bool = True) -> None:
+    """Drop every engine and session factory.
+
+    In a forked child pass close=False: the inherited sockets belong to the parent, and
+    closing them from here would end the parent's sessions too.
+    """
     for engine in _engines.values():
-        engine.dispose()
+        engine.dispose(close=close)
     _engines.clear()
     _factory.cache_clear()
 

@@ -111,7 +111,7 @@ def _fresh_connections(**_: object) -> None:
     """A forked pool process must not share its parent's database sockets."""
     from newsletter import db
 
-    db.reset()
+    db.reset(close=False)
 
 
 @worker_ready.connect
