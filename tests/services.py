@@ -116,6 +116,9 @@ class SmtpRules:
     reject: set[str] = field(default_factory=set)
     defer: set[str] = field(default_factory=set)
     drop: set[str] = field(default_factory=set)
+    # Offered by Postfix, Exim, Gmail and Microsoft alike; aiosmtpd handles pipelined
+    # commands but does not advertise them by itself.
+    pipelining: bool = True
 
 
 class RecordingHandler:
@@ -124,6 +127,19 @@ class RecordingHandler:
         self.messages: list[Received] = []
         self.rcpts: list[tuple[float, str]] = []  # every RCPT TO asked, accepted or not
         self.lock = threading.Lock()
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.rules.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any

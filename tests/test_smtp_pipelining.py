@@ -6,10 +6,8 @@ from __future__ import annotations
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from newsletter.config import Settings, SmtpConfig
 from newsletter.mail.fastpath import DigestTemplate, Recipient
@@ -17,21 +15,12 @@ from newsletter.sending.transport import PooledTransport
 from newsletter.tokens import make_unsubscribe_token, read_unsubscribe_token
 from newsletter.verp import decode_verp, verp_address
 from tests.send_support import HTML, TEXT
-from tests.services import RecordingHandler, SmtpRules, SmtpServer
-
-
-class PipeliningHandler(RecordingHandler):
-    async def handle_EHLO(
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+from tests.services import SmtpRules, SmtpServer
 
 
 def pipelining_server(rules: SmtpRules | None = None) -> SmtpServer:
-    server = SmtpServer(rules)
-    server.handler = PipeliningHandler(server.rules)
-    server.controller = Controller(server.handler, hostname="127.0.0.1", port=server.port)
+    server = SmtpServer(rules or SmtpRules(pipelining=True))
+    assert server.rules.pipelining
     return server.start()
 
 
