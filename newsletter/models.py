@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -176,6 +178,9 @@ class Digest(Base):
     # reported: a stale progress_at is how a stalled send is found and recovered.
     paused_by: Mapped[str | None] = mapped_column(String(16))
     progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # False while only the first chunk of the ledger is written (sending/job.py): such a
+    # send is never finished, and recovery writes the rest if its task was lost.
+    ledger_complete: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
