@@ -70,9 +70,41 @@ def purge_unconfirmed() -> int:
 
 
 def enqueue_ranges(digest_id: int, ranges: list[tuple[int, int]]) -> None:
-    """One batch task per delivery-id range of a send."""
+    """One batch task per delivery-id range of a send, and the rest of its ledger.
+
+    start_send writes only the first chunk of a big list; while the digest says its
+    ledger is incomplete, `complete_ledger` is queued first (one worker writes the rest
+    while the others send the first batches). Every path that starts, resumes or
+    recovers a send comes through here, so a lost `complete_ledger` is queued again by
+    the next recovery; running it twice is harmless.
+    """
+    if not _ledger_complete(digest_id):
+        complete_ledger.delay(digest_id)
     for lo, hi in ranges:
         send_batch.delay(digest_id, lo, hi)
+
+
+def _ledger_complete(digest_id: int) -> bool:
+    from sqlalchemy import select
+
+    from newsletter.models import Digest
+
+    with session_scope() as session:
+        found = session.scalar(select(Digest.ledger_complete).where(Digest.id == digest_id))
+    return found is not False
+
+
+@app.task(acks_late=True)
+def complete_ledger(digest_id: int) -> int:
+    """Write the recipients start_send left out, then send them (job.complete_ledger)."""
+    from newsletter.sending.job import complete_ledger as write_rest
+
+    with session_scope() as session:
+        ranges = write_rest(session, get_settings(), digest_id)
+    # Not through enqueue_ranges: the ledger is complete now, no need to ask again.
+    for lo, hi in ranges:
+        send_batch.delay(digest_id, lo, hi)
+    return len(ranges)
 
 
 @app.task(acks_late=True)
@@ -80,7 +112,8 @@ def send_batch(digest_id: int, lo: int, hi: int) -> dict[str, int]:
     from newsletter.sending.batch import run_batch
 
     result = run_batch(get_settings(), digest_id, lo, hi)
-    enqueue_ranges(digest_id, result.enqueue)
+    if result.enqueue:  # an auto-resume; most batches have nothing to add
+        enqueue_ranges(digest_id, result.enqueue)
     if result.retry_in is not None:
         send_batch.apply_async((digest_id, lo, hi), countdown=result.retry_in)
     return {"sent": result.sent, "bounced": result.bounced, "deferred": result.deferred}

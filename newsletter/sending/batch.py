@@ -472,11 +472,7 @@ def _finish(
         .limit(1)
     )
     if open_left is None:
-        done = session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id, Digest.status == DigestStatus.sending)
-            .values(status=DigestStatus.sent, finished_at=utcnow())
-        ).rowcount
+        done = _mark_sent(session, digest_id)
         if done:
             try:
                 ctx.journal(digest_id).drop()
@@ -495,3 +491,33 @@ def _finish(
     )
     if next_at is not None:
         result.retry_in = max(0.05, (next_at - utcnow()).total_seconds())
+
+
+def _mark_sent(session: Session, digest_id: int) -> int:
+    """Finish the send if its whole ledger is written and nothing in it is open.
+
+    A send whose ledger is incomplete (job.complete_ledger has not run) is not done: its
+    rest is not written yet. The row lock comes first because complete_ledger holds it
+    while inserting: on PostgreSQL an UPDATE that waited for it would re-check only the
+    digest row, see ledger_complete true and miss the new queued rows; once we hold the
+    lock, the UPDATE's own snapshot sees them. On SQLite (no FOR UPDATE) the single
+    UPDATE runs under the write lock and sees every committed row.
+    """
+    session.execute(select(Digest.id).where(Digest.id == digest_id).with_for_update())
+    still_open = (
+        select(Delivery.id)
+        .where(Delivery.digest_id == digest_id, Delivery.status.in_(OPEN))
+        .exists()
+    )
+    return int(
+        session.execute(
+            update(Digest)
+            .where(
+                Digest.id == digest_id,
+                Digest.status == DigestStatus.sending,
+                Digest.ledger_complete.is_(True),
+                ~still_open,
+            )
+            .values(status=DigestStatus.sent, finished_at=utcnow())
+        ).rowcount
+    )

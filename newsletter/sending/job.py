@@ -1,10 +1,21 @@
-"""The send job: the ledger first, in one set-based statement, then id ranges to enqueue.
+"""The send job: the ledger first, in set-based statements, then id ranges to enqueue.
 
-One INSERT … SELECT writes a delivery row per confirmed subscriber whose address is
-active (bounced, complained and suppressed people are never selected), in the same
-transaction that marks the digest as sending, so a send either exists completely or
-not at all. The batches are ranges of delivery ids computed from the min and max id:
-nothing proportional to the list is ever held in memory, here or in a worker.
+The ledger is written in two steps so that the first message leaves within a second of
+"send" whatever the list size (a single INSERT … SELECT of 200k rows takes seconds):
+
+1. `start_send` writes the first SEND_FIRST_CHUNK recipients (by subscriber id) with one
+   INSERT … SELECT in the transaction that marks the digest sending, and sets
+   `ledger_complete` false if more recipients remain. Its ranges go out at once.
+2. `complete_ledger` (a task, queued by workers.tasks.enqueue_ranges) writes every
+   recipient with INSERT … SELECT … ON CONFLICT DO NOTHING, so the first chunk is
+   skipped, sets `ledger_complete` in the same transaction and returns the ranges of
+   the new rows only.
+
+A send with an incomplete ledger is never finished (batch._finish), and recovery
+re-queues step 2 when it was lost, so no recipient is lost between the steps. A list no
+longer than the first chunk is complete in step 1, exactly as before. The batches are
+ranges of delivery ids computed from the min and max id: nothing proportional to the
+list is ever held in memory, here or in a worker.
 """
 
 from __future__ import annotations
@@ -12,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import Select, and_, func, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter.addresses import InvalidInput
@@ -31,34 +43,55 @@ from newsletter.models import (
 
 Range = tuple[int, int]
 OPEN = (DeliveryStatus.queued, DeliveryStatus.sending, DeliveryStatus.deferred)
+_COLUMNS = ["digest_id", "subscriber_id", "status", "attempts"]
 
 
-def start_send(session: Session, settings: Settings, digest: Digest) -> list[Range]:
-    """Write the ledger for `digest` and mark it sending; return the batch ranges."""
-    if digest.status not in (DigestStatus.draft, DigestStatus.scheduled):
-        raise InvalidInput("digest", f"digest {digest.id} is {digest.status}, not a draft")
-    recipients = (
+def _recipients(digest_id: int, list_id: int) -> Select[tuple[int, int, str, int]]:
+    """Who gets a digest: a confirmed subscription and an active address (bounced,
+    complained and suppressed people are never selected). One query for both steps, so
+    the two can never disagree about who is on the list."""
+    return (
         select(
-            literal(digest.id),
+            literal(digest_id),
             Subscription.subscriber_id,
             literal(DeliveryStatus.queued.value),
             literal(0),
         )
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
         .where(
-            Subscription.list_id == digest.list_id,
+            Subscription.list_id == list_id,
             Subscription.status == SubscriptionStatus.confirmed,
             Subscriber.status == SubscriberStatus.active,
         )
         .order_by(Subscription.subscriber_id)
     )
-    session.execute(
-        insert(Delivery).from_select(
-            ["digest_id", "subscriber_id", "status", "attempts"], recipients
+
+
+def start_send(session: Session, settings: Settings, digest: Digest) -> list[Range]:
+    """Write the first chunk of the ledger and mark the digest sending; return its ranges.
+
+    The caller commits, then passes the ranges to workers.tasks.enqueue_ranges, which also
+    queues `complete_ledger` when `digest.ledger_complete` is false.
+    """
+    if digest.status not in (DigestStatus.draft, DigestStatus.scheduled):
+        raise InvalidInput("digest", f"digest {digest.id} is {digest.status}, not a draft")
+    chunk = settings.send_first_chunk
+    recipients = _recipients(digest.id, digest.list_id)
+    session.execute(insert(Delivery).from_select(_COLUMNS, recipients.limit(chunk)))
+    # Is anyone left? One indexed probe past the last one written (the driver's rowcount
+    # for INSERT … SELECT is not reliable: -1 on psycopg here).
+    last = select(func.max(Delivery.subscriber_id)).where(Delivery.digest_id == digest.id)
+    more = (
+        session.scalar(
+            recipients.with_only_columns(Subscription.subscriber_id)
+            .where(Subscription.subscriber_id > last.scalar_subquery())
+            .limit(1)
         )
+        is not None
     )
     now = utcnow()
     digest.status = DigestStatus.sending
+    digest.ledger_complete = not more
     digest.started_at = now
     digest.progress_at = now
     digest.finished_at = None
@@ -66,19 +99,68 @@ def start_send(session: Session, settings: Settings, digest: Digest) -> list[Ran
     digest.paused_by = None
     session.flush()
     ranges = list(open_ranges(session, digest.id, settings.send_batch_size))
-    if not ranges:
+    if not ranges and not more:
         digest.status = DigestStatus.sent
         digest.finished_at = now
     return ranges
 
 
-def open_ranges(session: Session, digest_id: int, size: int) -> Iterator[Range]:
-    """Id ranges covering every delivery of the send that is not final yet."""
-    lo, hi = session.execute(
-        select(func.min(Delivery.id), func.max(Delivery.id)).where(
-            Delivery.digest_id == digest_id, Delivery.status.in_(OPEN)
+def complete_ledger(session: Session, settings: Settings, digest_id: int) -> list[Range]:
+    """Write the recipients `start_send` left out; return the ranges to enqueue.
+
+    Owns its transaction: when there is nothing to do it rolls `session` back. ON
+    CONFLICT skips whoever is in the ledger already (the first chunk, or a concurrent
+    run's rows, which it waits for), so a re-run adds nothing twice. The flag is claimed
+    (false → true, only while sending or paused) after the insert, not before: batches
+    hold delivery rows while they touch the digest row, so taking the digest row first
+    and the delivery index second could deadlock with them. If the claim finds the send
+    cancelled, or another run done, the insert is rolled back: a cancelled send never
+    gets its rest. A paused send keeps its rows but gets no ranges: they wait with the
+    pause, and resume enqueues them.
+    """
+    found = session.execute(
+        select(Digest.list_id, Digest.status, Digest.ledger_complete).where(Digest.id == digest_id)
+    ).first()
+    live = (DigestStatus.sending, DigestStatus.paused)
+    if found is None or found.ledger_complete or found.status not in live:
+        return []
+    before = session.scalar(select(func.max(Delivery.id)).where(Delivery.digest_id == digest_id))
+    dialect = session.get_bind().dialect.name
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(
+        upsert(Delivery)
+        .from_select(_COLUMNS, _recipients(digest_id, found.list_id))
+        .on_conflict_do_nothing(index_elements=["digest_id", "subscriber_id"])
+    )
+    claimed = session.execute(
+        update(Digest)
+        .where(
+            Digest.id == digest_id,
+            Digest.ledger_complete.is_(False),
+            Digest.status.in_(live),
         )
-    ).one()
+        .values(ledger_complete=True)
+        .returning(Digest.status)
+    ).scalar()
+    if claimed is None:
+        session.rollback()
+        return []
+    if claimed != DigestStatus.sending:
+        return []
+    return list(open_ranges(session, digest_id, settings.send_batch_size, after=before))
+
+
+def open_ranges(
+    session: Session, digest_id: int, size: int, after: int | None = None
+) -> Iterator[Range]:
+    """Id ranges covering every delivery of the send that is not final yet (only those
+    with an id above `after`, when given: the rows a step just wrote)."""
+    query = select(func.min(Delivery.id), func.max(Delivery.id)).where(
+        Delivery.digest_id == digest_id, Delivery.status.in_(OPEN)
+    )
+    if after is not None:
+        query = query.where(Delivery.id > after)
+    lo, hi = session.execute(query).one()
     if lo is None:
         return
     start = lo
@@ -93,8 +175,11 @@ def recover_stalled(session: Session, settings: Settings) -> list[tuple[int, lis
     A send is stalled when it is sending, or paused by an SMTP outage, and no batch
     reported for SEND_STALL_SECONDS. Its open ranges are enqueued again: a batch claims
     rows atomically and skips what is sent or journaled, so a spurious recovery costs a
-    few empty tasks, never a duplicate. progress_at is touched so that the next tick
-    does not recover the same send again at once.
+    few empty tasks, never a duplicate. The caller passes them to enqueue_ranges even
+    when empty, which queues `complete_ledger` again for a ledger left incomplete (the
+    process that started the send died before queuing it, or its task was lost).
+    progress_at is touched so that the next tick does not recover the same send again at
+    once.
     """
     now = utcnow()
     stale = now - timedelta(seconds=settings.send_stall_seconds)
