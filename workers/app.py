@@ -26,6 +26,10 @@ def make_celery(settings: Settings) -> Celery:
         "timezone": "UTC",
         "enable_utc": True,
         "worker_hijack_root_logger": False,
+        # Beat only emits interval ticks; what is due and what was sent lives in the
+        # database (one digest per list and period), so beat keeps no state file and
+        # two beats, even on one host, never fight over one.
+        "beat_scheduler": "celery.beat:Scheduler",
         "beat_schedule": {
             "purge-unconfirmed": {
                 "task": "workers.tasks.purge_unconfirmed",
@@ -55,11 +59,9 @@ def make_celery(settings: Settings) -> Celery:
             "store_processed": False,
             "polling_interval": 0.1,
         }
-        conf["beat_schedule_filename"] = str(settings.data_dir.resolve() / "beat-schedule")
     elif settings.redis_url:
         # Redelivery of an unacknowledged task after a crash: long enough for a batch.
         conf["broker_transport_options"] = {"visibility_timeout": 3600}
-        conf["beat_schedule_filename"] = str(settings.data_dir.resolve() / "beat-schedule")
     app.conf.update(conf)
     return app
 
