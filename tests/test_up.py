@@ -34,9 +34,11 @@ def up(tmp_path: Path):
         text=True,
     )
     yield proc, f"http://127.0.0.1:{port}"
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    if proc.poll() is None:  # the test failed before Ctrl-C: leave no process behind
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        for member in family:
+            member.kill()
+        psutil.wait_procs(family, timeout=10)
 
 
 def wait_until(check, timeout: float = 60.0):
