@@ -21,6 +21,7 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 from newsletter.config import get_settings  # noqa: E402
+from tests.send_support import RedisServer  # noqa: E402
 from tests.services import SmtpRules, SmtpServer, postgres_database, redis_database  # noqa: E402
 
 
@@ -77,6 +78,16 @@ def database(request: pytest.FixtureRequest) -> str:
 def redis_url() -> Iterator[str]:
     with redis_database() as url:
         yield url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, for tests that stop it or must not share one."""
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(folder).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from newsletter.db import session_scope
@@ -43,15 +41,6 @@ def _assert_capped_at_20_per_second(server: SmtpServer, emails: list[str]) -> No
     # ... and no second ever saw many more than 20 (the shared cap counts in 1/10 s
     # windows, so a second may straddle one window more).
     assert _busiest_second(server.messages) <= 23, _busiest_second(server.messages)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RedisServer(folder).start()
-    yield server
-    server.stop()
 
 
 def test_send_rate_is_shared_by_two_workers_through_redis(

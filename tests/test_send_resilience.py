@@ -12,10 +12,7 @@ import re
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.send_support import RedisServer, populate, send_env, wait_status
 from tests.services import AppProcesses, SmtpServer
@@ -118,15 +115,6 @@ def _newsletter() -> list[str]:
     import sys
 
     return [sys.executable, "-m", "newsletter"]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RedisServer(folder).start()
-    yield server
-    server.stop()
 
 
 def test_a_redis_restart_mid_send_loses_no_one(
