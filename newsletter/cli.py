@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from newsletter.commands import bounces, content, sending
 from newsletter.commands.common import InputError, emit_json, handled, settings
 
 
@@ -287,16 +288,11 @@ def subscribers_erase(email: str) -> None:
     click.echo(f"erased {email}; the address is suppressed")
 
 
-from newsletter.commands import content  # noqa: E402
-
-main.add_command(content.stories)
-main.add_command(content.digest)
-
-from newsletter.commands import sending  # noqa: E402
-
-main.add_command(sending.sends)
-
-from newsletter.commands import bounces  # noqa: E402
-
-main.add_command(bounces.bounces)
-main.add_command(bounces.bounce_server)
+for command in (
+    content.stories,
+    content.digest,
+    sending.sends,
+    bounces.bounces,
+    bounces.bounce_server,
+):
+    main.add_command(command)

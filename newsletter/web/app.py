@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from newsletter import __version__
 from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.web import admin, content, outbox, public
+from newsletter.web import admin, bounces_api, content, outbox, public, sends, webhooks
 from newsletter.web.pages import error_page
 from newsletter.web.ratelimit import make_limiter
 
@@ -30,15 +30,8 @@ def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(title="newsletter", version=__version__, docs_url="/api/docs", redoc_url=None)
     app.state.limiter = make_limiter(settings.redis_url)
-    app.include_router(public.router)
-    app.include_router(admin.router)
-    from newsletter.web import webhooks  # bounce webhooks and GET /api/bounces
-
-    app.include_router(webhooks.router)
-    from newsletter.web import sends
-
-    app.include_router(sends.router)
-    app.include_router(content.router)
+    for module in (public, content, admin, sends, bounces_api, webhooks):
+        app.include_router(module.router)
     if settings.embedded:
         app.include_router(outbox.router)
 

@@ -70,8 +70,3 @@ async def bounce_webhook(provider: str, request: Request) -> dict[str, object]:
 
     counts = await run_in_threadpool(record)
     return {"events": len(events), "actions": counts}
-
-
-from newsletter.web import bounces_api  # noqa: E402 - GET /api/bounces rides along
-
-router.include_router(bounces_api.router)
