@@ -20,6 +20,7 @@ from newsletter.db import session_scope
 from newsletter.models import Delivery, Digest, Subscriber, Subscription
 from newsletter.sending import control
 from newsletter.sending.batch import run_batch
+from newsletter.sending.control import send_status
 from newsletter.sending.job import Range, complete_ledger, recover_stalled, start_send
 from tests.send_support import populate, send_env, wait_status
 from tests.services import AppProcesses, SmtpServer
@@ -59,6 +60,14 @@ def _digest(digest_id: int) -> tuple[str, bool]:
         return digest.status, digest.ledger_complete
 
 
+def _status(digest_id: int) -> dict:
+    """What `sends status ID --json` and /api/sends/ID show."""
+    with session_scope() as session:
+        digest = session.get(Digest, digest_id)
+        assert digest is not None
+        return send_status(session, digest)
+
+
 def _run(digest_id: int, ranges: list[Range]) -> None:
     for lo, hi in ranges:
         run_batch(get_settings(), digest_id, lo, hi)
@@ -92,9 +101,11 @@ def test_the_first_chunk_is_written_at_once_and_the_rest_exactly_once(
     first = _start(digest_id)
     assert _rows(digest_id) == 5 and _ids(first) == _delivery_ids(digest_id)
     assert _digest(digest_id) == ("sending", False)
+    assert _status(digest_id)["total"] == 5 and not _status(digest_id)["ledger_complete"]
 
     rest = _complete(digest_id)
     assert _rows(digest_id) == 23 and _digest(digest_id) == ("sending", True)
+    assert _status(digest_id)["total"] == 23 and _status(digest_id)["ledger_complete"]
     new = _delivery_ids(digest_id) - _ids(first)
     assert len(new) == 18 and new <= _ids(rest) and not _ids(rest) & _ids(first)
     with session_scope() as session:

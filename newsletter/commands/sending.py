@@ -89,6 +89,8 @@ def _wait(digest_id: int, as_json: bool) -> dict[str, Any]:
         while True:
             done = st["sent"] + st["bounced"] + st["failed"]
             if bar is not None:
+                if bar.total != st["total"]:  # the ledger of a large list grows at first
+                    bar.total = st["total"]
                 bar.update(done - done_before)
                 bar.set_postfix(deferred=st["deferred"], bounced=st["bounced"])
             elif lines:

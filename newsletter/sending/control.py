@@ -63,6 +63,8 @@ def send_status(session: Session, digest: Digest) -> dict[str, Any]:
         "status": digest.status,
         "pause_reason": digest.pause_reason,
         "total": total,
+        # False while the rest of a large list is still being written: total will grow.
+        "ledger_complete": digest.ledger_complete,
         **counts,
         "rate": rate,
         "started_at": _iso(digest.started_at),
