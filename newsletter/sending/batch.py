@@ -242,6 +242,7 @@ def _send(
     last_flush = last_control = time.monotonic()
     transport = ctx.transport
     count = len(pending)
+    primed: tuple[int, str] | None = None  # (delivery id, VERP sender) made for the next row
     for index, row in enumerate(pending):
         now_m = time.monotonic()
         if now_m - last_control >= CONTROL_SECONDS:
@@ -275,12 +276,14 @@ def _send(
         # one round trip per message; its content waits for this accept's journal entry.
         # Not for a backed-off domain: its server must not even be asked RCPT TO.
         after = pending[index + 1] if index + 1 < count else None
-        then = None
+        sender = primed[1] if primed and primed[0] == row.id else template.envelope_sender(row.id)
+        then = primed = None
         if after is not None and after.email:
             if ctx.domains.blocked_until(after.email.rpartition("@")[2].lower()) is None:
-                then = (template.envelope_sender(after.id), after.email)
+                primed = (after.id, template.envelope_sender(after.id))
+                then = (primed[1], after.email)
         try:
-            attempt = transport.deliver(wire, template.envelope_sender(row.id), row.email, then)
+            attempt = transport.deliver(wire, sender, row.email, then)
         except SmtpUnavailable as exc:
             _release(ledger, pending[index:], cancelled=False)
             _fold(settings, template, digest_id, ledger, journal, (token, token + "r"))
