@@ -21,6 +21,10 @@ class InvalidInput(ValueError):
         self.message = message
 
 
+class NotFound(InvalidInput):
+    """The input names something that does not exist (HTTP 404 where an API answers)."""
+
+
 def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:
     """One canonical form per mailbox: NFC, lower-cased domain and local part.
 

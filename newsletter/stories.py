@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.addresses import InvalidInput
 from newsletter.models import MailingList, Story, utcnow
+from newsletter.subscriptions import find_list
 
 MAX_TITLE = 500
 MAX_HEADLINE_GUESS = 200  # a plain-text paragraph longer than this is prose, not a headline
@@ -390,12 +391,7 @@ def _unique_slug(session: Session, base: str, taken: set[str]) -> str:
 
 
 def find_list_or_none(session: Session, slug: str | None) -> MailingList | None:
-    if not slug:
-        return None
-    mlist = session.scalar(select(MailingList).where(MailingList.slug == slug))
-    if mlist is None:
-        raise InvalidInput("list", f"There is no list called {slug!r}.")
-    return mlist
+    return find_list(session, slug) if slug else None
 
 
 def known_identities(session: Session, identities: Iterable[str]) -> set[str]:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput, clean_name, email_hash, normalise_email
+from newsletter.addresses import InvalidInput, NotFound, clean_name, email_hash, normalise_email
 from newsletter.config import Settings
 from newsletter.models import (
     MailingList,
@@ -60,7 +60,7 @@ def find_list(session: Session, slug: str | None) -> MailingList:
         raise InvalidInput("list", "Please choose a newsletter.")
     found = session.scalar(select(MailingList).where(MailingList.slug == slug))
     if found is None:
-        raise InvalidInput("list", f"There is no newsletter called {slug!r}.")
+        raise NotFound("list", f"There is no newsletter called {slug!r}.")
     return found
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput
+from newsletter.addresses import InvalidInput, NotFound
 from newsletter.config import Settings
 from newsletter.models import (
     BounceEvent,
@@ -32,7 +32,7 @@ COUNTS = ("queued", "sent", "deferred", "bounced", "failed")
 def get_digest(session: Session, digest_id: int) -> Digest:
     digest = session.get(Digest, digest_id)
     if digest is None:
-        raise InvalidInput("id", f"there is no send {digest_id}")
+        raise NotFound("id", f"there is no send {digest_id}")
     return digest
 
 

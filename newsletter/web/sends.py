@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
-from newsletter.addresses import InvalidInput
+from newsletter.addresses import InvalidInput, NotFound
 from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.sending import control
@@ -22,7 +22,7 @@ class SendIn(BaseModel):
 
 
 def _bad(exc: InvalidInput) -> HTTPException:
-    status = 404 if exc.message.lower().startswith("there is no") else 409
+    status = 404 if isinstance(exc, NotFound) else 409
     return HTTPException(status, [{"field": exc.field, "message": exc.message}])
 
 
