@@ -55,6 +55,11 @@ def clean_name(raw: str | None) -> str:
     return value
 
 
+def domain_of(address: str | None) -> str:
+    """The lower-cased domain of an address ("" for none)."""
+    return (address or "").rpartition("@")[2].lower()
+
+
 def email_hash(email: str, secret: str) -> str:
     """Keyed hash for the suppression list: matches the address, cannot be read back."""
     return hmac.new(secret.encode(), email.encode(), hashlib.sha256).hexdigest()

@@ -41,7 +41,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput, email_hash, normalise_email
+from newsletter.addresses import InvalidInput, domain_of, email_hash, normalise_email
 from newsletter.bounces.classify import classify
 from newsletter.bounces.parse import BounceResult
 from newsletter.config import Settings
@@ -140,7 +140,7 @@ def record_bounce(
         reason=(result.reason or "undefined")[:64],
         status_code=(result.status or None) and result.status[:16],
         diagnostic=(result.diagnostic or None) and result.diagnostic[:2000],
-        remote_domain=(result.remote_domain or _domain(result.recipient) or None),
+        remote_domain=(result.remote_domain or domain_of(result.recipient) or None),
         source=source[:32],
         created_at=now,
         fingerprint=mark,
@@ -227,10 +227,6 @@ def _status(subscriber: Subscriber) -> SubscriberStatus:
         return SubscriberStatus(subscriber.status)
     except ValueError:
         return SubscriberStatus.active
-
-
-def _domain(address: str | None) -> str:
-    return (address or "").rpartition("@")[2].lower()
 
 
 def soft_score(session: Session, settings: Settings, subscriber_id: int, now: datetime) -> int:
@@ -320,7 +316,7 @@ def smtp_refusal(recipient: str, code: int, reply: str) -> BounceResult:
         reason=reason,
         status=status,
         diagnostic=f"{code} {reply}".strip(),
-        remote_domain=_domain(recipient),
+        remote_domain=domain_of(recipient),
     )
 
 

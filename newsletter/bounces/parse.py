@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
 
+from newsletter.addresses import domain_of
 from newsletter.bounces.classify import Kind, classify, find_status
 
 MAX_BYTES = 2_000_000  # bigger messages are cut: the verdict is always in the first part
@@ -248,10 +249,6 @@ def _clean_address(value: str) -> str | None:
     return match.group(0).lower().strip(".") if match else None
 
 
-def _domain(address: str | None) -> str:
-    return address.rpartition("@")[2] if address else ""
-
-
 def _part_text(part: Message) -> str:
     """Decoded text of a leaf part; a parsed header-block payload is rebuilt as text."""
     payload = part.get_payload()
@@ -367,7 +364,7 @@ def _result(
         recipient=recipient,
         kind=kind,
         reason=reason,
-        remote_domain=_domain(recipient),
+        remote_domain=domain_of(recipient),
         original_message_id=env.original_id,
         sent_to=env.sent_to,
         **extra,

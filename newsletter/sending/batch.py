@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, cast, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from newsletter.addresses import domain_of
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.mail.fastpath import DigestTemplate, Recipient
@@ -258,7 +259,7 @@ def _send(
             ledger = _Ledger()
             last_flush = now_m
         assert row.email is not None and row.subscription_id is not None
-        domain = row.email.rpartition("@")[2].lower()
+        domain = domain_of(row.email)
         counted = 1 if row.claim == token else 0
         until = ctx.domains.blocked_until(domain)
         if until is not None:
@@ -279,7 +280,7 @@ def _send(
         sender = primed[1] if primed and primed[0] == row.id else template.envelope_sender(row.id)
         then = primed = None
         if after is not None and after.email:
-            if ctx.domains.blocked_until(after.email.rpartition("@")[2].lower()) is None:
+            if ctx.domains.blocked_until(domain_of(after.email)) is None:
                 primed = (after.id, template.envelope_sender(after.id))
                 then = (primed[1], after.email)
         try:

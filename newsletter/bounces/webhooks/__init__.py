@@ -71,10 +71,6 @@ def check_shared_secret(
         raise Unauthenticated("missing or wrong webhook secret")
 
 
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower()
-
-
 def find_delivery(session: Any, subscriber_id: int, message_id: str) -> int | None:
     """Our delivery for a provider event, by the Message-ID we sent (with or without <>)."""
     from sqlalchemy import select

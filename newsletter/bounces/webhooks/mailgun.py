@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from newsletter.addresses import domain_of
 from newsletter.bounces.classify import HARD_REASONS, classify, find_status
 from newsletter.bounces.parse import BounceResult
 from newsletter.bounces.webhooks import (
@@ -21,7 +22,6 @@ from newsletter.bounces.webhooks import (
     NotConfigured,
     ProviderEvent,
     Unauthenticated,
-    domain_of,
 )
 from newsletter.config import Settings
 

@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from newsletter.addresses import domain_of
 from newsletter.bounces.classify import HARD_REASONS, classify, find_status
 from newsletter.bounces.parse import BounceResult
 from newsletter.bounces.webhooks import (
@@ -27,7 +28,6 @@ from newsletter.bounces.webhooks import (
     NotConfigured,
     ProviderEvent,
     Unauthenticated,
-    domain_of,
 )
 from newsletter.config import Settings
 

@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from newsletter.addresses import domain_of
 from newsletter.bounces.classify import HARD_REASONS, classify
 from newsletter.bounces.parse import BounceResult
 from newsletter.bounces.webhooks import (
@@ -40,7 +41,6 @@ from newsletter.bounces.webhooks import (
     NotConfigured,
     ProviderEvent,
     Unauthenticated,
-    domain_of,
 )
 from newsletter.config import Settings
 
