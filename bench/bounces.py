@@ -89,8 +89,8 @@ def run_once(url: str, n: int, connections: int, workdir: Path) -> float:
 
     from newsletter.config import Settings
     from newsletter.db import engine_for
+    from newsletter.mail.verp import verp_address
     from newsletter.models import BounceEvent
-    from newsletter.verp import verp_address
 
     ids = prepare(url, n)
     settings = Settings(secret_key=SECRET, bounce_domain=DOMAIN, data_dir=workdir)

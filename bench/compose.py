@@ -35,14 +35,16 @@ def main() -> int:
 
     from sqlalchemy import select
 
-    from newsletter import placeholders
-    from newsletter.composer import compose_digest, personalise
     from newsletter.config import get_settings
     from newsletter.db import session_scope
-    from newsletter.lists import create_list
+    from newsletter.digests import fields as placeholders
+    from newsletter.digests.compose import compose_digest
+    from newsletter.digests.fields import personalise
     from newsletter.migrate import upgrade
     from newsletter.models import MailingList
-    from newsletter.stories import parse_story_file, store_stories
+    from newsletter.stories.parse import parse_story_file
+    from newsletter.stories.store import store_stories
+    from newsletter.subscriptions.lists import create_list
 
     upgrade()
     now = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)

@@ -89,9 +89,9 @@ def free_port() -> int:
 def prepare(db_url: str, n: int) -> int:
     """Schema, N confirmed subscribers via COPY, 12 stories, one composed digest."""
     os.environ["NEWSLETTER_DATABASE_URL"] = db_url
-    from newsletter.composer import compose_digest
     from newsletter.config import get_settings
     from newsletter.db import session_scope
+    from newsletter.digests.compose import compose_digest
     from newsletter.migrate import upgrade
     from newsletter.models import MailingList, Story
 

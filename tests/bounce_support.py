@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
+from newsletter.mail.verp import verp_address
 from newsletter.models import (
     BounceEvent,
     Delivery,
@@ -21,7 +22,6 @@ from newsletter.models import (
     Subscription,
     SubscriptionStatus,
 )
-from newsletter.verp import verp_address
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 HANDWRITTEN: dict[str, dict[str, str | None]] = json.loads((FIXTURES / "expected.json").read_text())
@@ -136,7 +136,7 @@ def events_for(delivery_id: int) -> list[tuple[str, str]]:
 
 
 def is_suppressed(email: str) -> bool:
-    from newsletter.subscriptions import is_suppressed as check
+    from newsletter.subscriptions.suppression import is_suppressed as check
 
     with session_scope() as session:
         return check(session, get_settings(), email)

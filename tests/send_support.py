@@ -13,8 +13,8 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from newsletter import placeholders as ph
 from newsletter.db import session_scope
+from newsletter.digests import fields as ph
 from newsletter.models import Digest, MailingList, Subscriber, Subscription
 from tests.services import AppProcesses, free_port, unavailable
 

@@ -13,7 +13,7 @@ from newsletter.bounces.report import bounce_report
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import utcnow
-from newsletter.subscriptions import ConsentRecord, Outcome, subscribe
+from newsletter.subscriptions.consent import ConsentRecord, Outcome, subscribe
 from tests.bounce_support import (
     bounce_settings_fixture,  # noqa: F401 - the bounce_settings fixture
     events_for,

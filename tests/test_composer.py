@@ -14,19 +14,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from newsletter import placeholders
-from newsletter.composer import (
-    GMAIL_CLIP,
-    HTML_BUDGET,
-    compose_digest,
-    personalise,
-    preview_digest,
-)
 from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.lists import create_list
+from newsletter.digests import fields as placeholders
+from newsletter.digests.compose import compose_digest, preview_digest
+from newsletter.digests.fields import personalise
+from newsletter.digests.render import GMAIL_CLIP, HTML_BUDGET
 from newsletter.models import Digest, DigestStatus, MailingList
-from newsletter.stories import StoryDraft, parse_story_file, store_stories
+from newsletter.stories.drafts import StoryDraft
+from newsletter.stories.parse import parse_story_file
+from newsletter.stories.store import store_stories
+from newsletter.subscriptions.lists import create_list
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stories"
 SAMPLE = FIXTURES / "bakhmut.txt"

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from newsletter.db import session_scope
-from newsletter.lists import create_list
 from newsletter.models import Digest, DigestStatus, Story
+from newsletter.subscriptions.lists import create_list
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stories"
 SAMPLE = FIXTURES / "bakhmut.txt"

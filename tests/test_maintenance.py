@@ -8,10 +8,10 @@ from sqlalchemy import select, update
 
 from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.lists import create_list
-from newsletter.maintenance import purge_unconfirmed
 from newsletter.models import Subscriber, Subscription, utcnow
-from newsletter.subscriptions import ConsentRecord, subscribe
+from newsletter.subscriptions.consent import ConsentRecord, subscribe
+from newsletter.subscriptions.lists import create_list
+from newsletter.subscriptions.maintenance import purge_unconfirmed
 
 
 def test_stale_unconfirmed_requests_are_purged_and_the_rest_kept(database: str):

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.models import Subscriber, Subscription
-from newsletter.tokens import make_unsubscribe_token
+from newsletter.subscriptions.tokens import make_unsubscribe_token
 from tests.send_support import populate, send_env, status, wait_status
 from tests.services import AppProcesses, SmtpRules, SmtpServer
 

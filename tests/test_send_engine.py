@@ -18,8 +18,8 @@ from sqlalchemy import select
 from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.mail.dkim import load_key
+from newsletter.mail.verp import decode_verp
 from newsletter.models import BounceEvent, Subscriber
-from newsletter.verp import decode_verp
 from tests.send_support import dkim_keys, populate, send_env, status, wait_status
 from tests.services import AppProcesses, SmtpRules, SmtpServer
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import dkim
 import pytest
 
-from newsletter import placeholders as ph
 from newsletter.config import Settings
+from newsletter.digests import fields as ph
 from newsletter.mail.dkim import load_key
 from newsletter.mail.fastpath import DigestTemplate, Recipient
 from newsletter.mail.message import address, build_message
-from newsletter.verp import decode_verp, verp_address
+from newsletter.mail.verp import decode_verp, verp_address
 from tests.send_support import HTML, TEXT, dkim_keys
 
 

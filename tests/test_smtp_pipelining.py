@@ -11,9 +11,9 @@ import pytest
 
 from newsletter.config import Settings, SmtpConfig
 from newsletter.mail.fastpath import DigestTemplate, Recipient
+from newsletter.mail.verp import decode_verp, verp_address
 from newsletter.sending.transport import PooledTransport
-from newsletter.tokens import make_unsubscribe_token, read_unsubscribe_token
-from newsletter.verp import decode_verp, verp_address
+from newsletter.subscriptions.tokens import make_unsubscribe_token, read_unsubscribe_token
 from tests.send_support import HTML, TEXT
 from tests.services import SmtpRules, SmtpServer
 

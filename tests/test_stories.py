@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 
 from newsletter.cli import main
 from newsletter.db import session_scope
-from newsletter.lists import create_list
 from newsletter.models import Story
-from newsletter.stories import story_paragraphs
+from newsletter.stories.store import story_paragraphs
+from newsletter.subscriptions.lists import create_list
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stories"
 SAMPLE = FIXTURES / "bakhmut.txt"

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from newsletter.db import session_scope
-from newsletter.lists import create_list
 from newsletter.models import Subscriber, Subscription, utcnow
+from newsletter.subscriptions.lists import create_list
 from tests.conftest import reset_caches
 from tests.services import SmtpServer
 

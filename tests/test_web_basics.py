@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 
 from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.lists import create_list
 from newsletter.mail.catcher import start_catcher
 from newsletter.mail.smtp import SmtpTransport
-from newsletter.subscriptions import ConsentRecord, subscribe
+from newsletter.subscriptions.consent import ConsentRecord, subscribe
+from newsletter.subscriptions.lists import create_list
 from tests.conftest import reset_caches
 from tests.services import free_port
 

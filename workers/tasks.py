@@ -9,10 +9,10 @@ import threading
 from celery.signals import worker_process_init, worker_ready
 
 from newsletter.config import get_settings
-from newsletter.confirmation import confirmation_email
 from newsletter.db import session_scope
 from newsletter.mail.smtp import SmtpTransport
-from newsletter.maintenance import purge_unconfirmed as purge
+from newsletter.subscriptions.confirmation import confirmation_email
+from newsletter.subscriptions.maintenance import purge_unconfirmed as purge
 from workers.app import app
 
 log = logging.getLogger(__name__)

@@ -41,10 +41,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput, domain_of, email_hash, normalise_email
 from newsletter.bounces.classify import classify
 from newsletter.bounces.parse import BounceResult
 from newsletter.config import Settings
+from newsletter.errors import InvalidInput
 from newsletter.models import (
     BounceEvent,
     BounceRejection,
@@ -57,7 +57,8 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
-from newsletter.subscriptions import suppress
+from newsletter.subscriptions.addresses import domain_of, email_hash, normalise_email
+from newsletter.subscriptions.suppression import suppress
 
 log = logging.getLogger(__name__)
 

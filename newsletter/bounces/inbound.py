@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from newsletter.bounces.handling import Handled, record_bounce
 from newsletter.bounces.parse import BounceResult, analyse
 from newsletter.config import Settings
-from newsletter.verp import PREFIX, decode_verp
+from newsletter.mail.verp import PREFIX, decode_verp
 
 
 class Token(StrEnum):

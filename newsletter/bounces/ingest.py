@@ -16,10 +16,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput
 from newsletter.bounces.inbound import handle_message
 from newsletter.bounces.parse import BounceResult, analyse
 from newsletter.config import Settings
+from newsletter.errors import InvalidInput
 
 SOURCE = "ingest"
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
 
-from newsletter.addresses import domain_of
 from newsletter.bounces.classify import Kind, classify, find_status
+from newsletter.subscriptions.addresses import domain_of
 
 MAX_BYTES = 2_000_000  # bigger messages are cut: the verdict is always in the first part
 

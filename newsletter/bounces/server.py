@@ -23,7 +23,7 @@ from newsletter.bounces.handling import record_rejection
 from newsletter.bounces.inbound import MessageOutcome, handle_message, looks_like_verp
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.verp import decode_verp
+from newsletter.mail.verp import decode_verp
 
 log = logging.getLogger(__name__)
 SOURCE = "smtp"

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from newsletter.addresses import InvalidInput
 from newsletter.config import ConfigError, Settings, get_settings
+from newsletter.errors import InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -33,11 +33,11 @@ from email.header import Header
 from email.utils import formataddr, formatdate
 from html import escape
 
-from newsletter import placeholders
 from newsletter.config import Settings
+from newsletter.digests import fields as placeholders
 from newsletter.mail.dkim import DkimKey, relaxed_body_lines, signature_header
-from newsletter.tokens import make_unsubscribe_token
-from newsletter.verp import MAC_CHARS, PREFIX, verp_address
+from newsletter.mail.verp import MAC_CHARS, PREFIX, verp_address
+from newsletter.subscriptions.tokens import make_unsubscribe_token
 
 MAX_QP = 75  # characters before the soft-break '=' (RFC 2045 allows 76 per line)
 _MARKERS = re.compile("|".join(re.escape(m) for m in placeholders.ALL))

@@ -29,7 +29,6 @@ from typing import Any
 from sqlalchemy import String, bindparam, cast, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import domain_of
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.mail.fastpath import DigestTemplate, Recipient
@@ -49,6 +48,7 @@ from newsletter.sending import control
 from newsletter.sending.context import WorkerContext, context
 from newsletter.sending.job import OPEN, Range
 from newsletter.sending.transport import SmtpUnavailable
+from newsletter.subscriptions.addresses import domain_of
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 5.0

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput, NotFound
 from newsletter.config import Settings
+from newsletter.errors import InvalidInput, NotFound
 from newsletter.models import (
     BounceEvent,
     Delivery,

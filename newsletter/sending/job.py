@@ -27,8 +27,8 @@ from sqlalchemy import Select, and_, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput
 from newsletter.config import Settings
+from newsletter.errors import InvalidInput
 from newsletter.models import (
     Delivery,
     DeliveryStatus,

@@ -67,7 +67,7 @@ def run_due_schedules(settings: Settings, enqueue: Enqueue, now: datetime | None
 def _start_period(
     settings: Settings, list_id: int, key: str, now: datetime
 ) -> tuple[int, list[Range]] | None:
-    from newsletter.composer import compose_digest
+    from newsletter.digests.compose import compose_digest
 
     try:
         with session_scope() as session:

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
-from newsletter.addresses import InvalidInput
 from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.lists import create_list, list_records
+from newsletter.errors import InvalidInput
 from newsletter.models import BounceEvent, Delivery, Subscriber, Subscription
-from newsletter.subscribers import subscriber_records
-from newsletter.subscriptions import ConsentRecord, subscribe
+from newsletter.subscriptions.consent import ConsentRecord, subscribe
+from newsletter.subscriptions.lists import create_list, list_records
+from newsletter.subscriptions.subscribers import subscriber_records
 from newsletter.web.auth import require_admin
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_admin)])

@@ -12,26 +12,22 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
-from newsletter.addresses import InvalidInput
-from newsletter.composer import (
-    archived_digest,
-    archived_digests,
-    compose_digest,
-    digest_record,
-)
 from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.stories import (
-    MAX_BYTES,
+from newsletter.digests.archive import archived_digest, archived_digests, digest_record
+from newsletter.digests.compose import compose_digest
+from newsletter.errors import InvalidInput
+from newsletter.stories.drafts import MAX_BYTES
+from newsletter.stories.parse import parse_story_bytes
+from newsletter.stories.store import (
     find_list_or_none,
     get_story,
-    parse_story_bytes,
     store_stories,
     story_paragraphs,
     story_record,
     story_records,
 )
-from newsletter.subscriptions import find_list
+from newsletter.subscriptions.lists import find_list
 from newsletter.web.auth import require_admin
 from newsletter.web.pages import page
 

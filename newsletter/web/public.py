@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 
-from newsletter.addresses import InvalidInput
 from newsletter.config import get_settings
 from newsletter.db import session_scope
+from newsletter.errors import InvalidInput
 from newsletter.models import MailingList, SubscriptionStatus
-from newsletter.subscriptions import (
+from newsletter.subscriptions.consent import (
     ConfirmState,
     ConsentRecord,
     check_confirm,
@@ -23,7 +23,7 @@ from newsletter.subscriptions import (
     unsubscribe,
     unsubscription,
 )
-from newsletter.tokens import TokenExpired, TokenInvalid, make_unsubscribe_token
+from newsletter.subscriptions.tokens import TokenExpired, TokenInvalid, make_unsubscribe_token
 from newsletter.web import csrf
 from newsletter.web.pages import error_page, page
 from newsletter.web.ratelimit import RateLimiter

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
-from newsletter.addresses import InvalidInput, NotFound
 from newsletter.config import get_settings
 from newsletter.db import session_scope
+from newsletter.errors import InvalidInput, NotFound
 from newsletter.sending import control
 from newsletter.web.auth import require_admin
 
@@ -47,10 +47,10 @@ def get_sends() -> list[dict[str, Any]]:
 def post_send(body: SendIn) -> dict[str, Any]:
     from sqlalchemy import select
 
-    from newsletter.composer import compose_digest
+    from newsletter.digests.compose import compose_digest
     from newsletter.models import Digest, DigestStatus
     from newsletter.sending.job import start_send
-    from newsletter.subscriptions import find_list
+    from newsletter.subscriptions.lists import find_list
 
     settings = get_settings()
     try:

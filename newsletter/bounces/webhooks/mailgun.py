@@ -14,7 +14,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from newsletter.addresses import domain_of
 from newsletter.bounces.classify import HARD_REASONS, classify, find_status
 from newsletter.bounces.parse import BounceResult
 from newsletter.bounces.webhooks import (
@@ -24,6 +23,7 @@ from newsletter.bounces.webhooks import (
     Unauthenticated,
 )
 from newsletter.config import Settings
+from newsletter.subscriptions.addresses import domain_of
 
 
 def verify(signature: Mapping[str, Any], key: str) -> None:

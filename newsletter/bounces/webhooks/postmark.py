@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from newsletter.addresses import domain_of
 from newsletter.bounces.classify import classify, find_status
 from newsletter.bounces.parse import BounceResult
 from newsletter.bounces.webhooks import BadPayload, ProviderEvent, check_shared_secret
 from newsletter.config import Settings
+from newsletter.subscriptions.addresses import domain_of
 
 _KINDS: dict[str, tuple[str, str]] = {
     "HardBounce": ("hard", "userunknown"),

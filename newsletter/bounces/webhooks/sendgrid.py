@@ -20,7 +20,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from newsletter.addresses import domain_of
 from newsletter.bounces.classify import HARD_REASONS, classify, find_status
 from newsletter.bounces.parse import BounceResult
 from newsletter.bounces.webhooks import (
@@ -30,6 +29,7 @@ from newsletter.bounces.webhooks import (
     Unauthenticated,
 )
 from newsletter.config import Settings
+from newsletter.subscriptions.addresses import domain_of
 
 SIGNATURE = "x-twilio-email-event-webhook-signature"
 TIMESTAMP = "x-twilio-email-event-webhook-timestamp"

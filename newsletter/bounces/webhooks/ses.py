@@ -32,7 +32,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from newsletter.addresses import domain_of
 from newsletter.bounces.classify import HARD_REASONS, classify
 from newsletter.bounces.parse import BounceResult
 from newsletter.bounces.webhooks import (
@@ -43,6 +42,7 @@ from newsletter.bounces.webhooks import (
     Unauthenticated,
 )
 from newsletter.config import Settings
+from newsletter.subscriptions.addresses import domain_of
 
 log = logging.getLogger(__name__)
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")

@@ -1,39 +1,82 @@
-"""`newsletter digest test|send` and `newsletter sends …`: start, watch and steer sends.
-
-The domain work is in newsletter/sending/; these commands pick the digest, enqueue the
-batches the domain returns, and print. `--json` prints the same object as the admin API.
-"""
+"""`newsletter digest preview|test|send`: a digest out, to a file, to one address, to the list."""
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 from sqlalchemy import select
 
 from newsletter.commands.common import InputError, ServiceError, emit_json, handled, settings
-from newsletter.commands.content import digest
+from newsletter.commands.sends import enqueue, print_status, status_of
+
+PREVIEW_VALUES_EMAIL = "reader@example.com"
+
+
+@click.group()
+def digest() -> None:
+    """Digests: preview (and, from the sending module, test and send)."""
+
+
+@digest.command("preview")
+@click.option("--list", "list_slug", required=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HTML file to write (default: <list>-preview.html); the text goes beside it as .txt.",
+)
+@handled
+def digest_preview(list_slug: str, out: Path | None) -> None:
+    """Render the next digest without storing it; it uses no stories up."""
+    from newsletter.db import session_scope
+    from newsletter.digests import fields as placeholders
+    from newsletter.digests.compose import preview_digest
+    from newsletter.digests.fields import personalise
+    from newsletter.digests.render import GMAIL_CLIP
+    from newsletter.subscriptions.lists import find_list
+
+    s = settings()
+    with session_scope() as session:
+        mailing_list = find_list(session, list_slug)
+        composed = preview_digest(session, s, mailing_list)
+    if composed is None:
+        click.echo(f"{list_slug}: no new stories since the previous digest; no digest to preview")
+        return
+    values = {
+        placeholders.NAME: "",
+        placeholders.EMAIL: PREVIEW_VALUES_EMAIL,
+        placeholders.UNSUBSCRIBE_URL: f"{s.base_url}/unsubscribe/preview",
+    }
+    html, text = personalise(composed.html, composed.text, values)
+    out = out or Path(f"{list_slug}-preview.html")
+    text_out = out.with_suffix(".txt")
+    try:
+        out.write_text(html, encoding="utf-8")
+        text_out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write ({exc.strerror})") from None
+    click.echo(f"subject: {composed.subject}")
+    click.echo(f"stories: {len(composed.story_ids)} ({composed.shortened} shortened, "
+               f"{composed.omitted} left for the archive)")  # fmt: skip
+    click.echo(f"html: {composed.html_bytes:,} bytes (Gmail clips at {GMAIL_CLIP:,}) -> {out}")
+    click.echo(f"text: {composed.text_bytes:,} bytes -> {text_out}")
+
 
 TERMINAL = ("sent", "cancelled")
+
+
 PROGRESS_SECONDS = 2.0
-
-
-def _enqueue(digest_id: int, ranges: list[tuple[int, int]]) -> None:
-    from workers.tasks import enqueue_ranges
-
-    try:
-        enqueue_ranges(digest_id, ranges)
-    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; one line for the operator
-        raise ServiceError(f"broker unreachable: {exc.__class__.__name__}: {exc}") from None
 
 
 def _pick_digest(session: Any, list_slug: str, digest_id: int | None) -> Any:
     """The given digest, else the list's newest draft, else a freshly composed one."""
-    from newsletter.composer import compose_digest
+    from newsletter.digests.compose import compose_digest
     from newsletter.models import Digest, DigestStatus
-    from newsletter.subscriptions import find_list
+    from newsletter.subscriptions.lists import find_list
 
     mlist = find_list(session, list_slug)
     if digest_id is not None:
@@ -54,31 +97,13 @@ def _pick_digest(session: Any, list_slug: str, digest_id: int | None) -> Any:
     return found
 
 
-def _status(digest_id: int) -> dict[str, Any]:
-    from newsletter.db import session_scope
-    from newsletter.sending.control import get_digest, send_status
-
-    with session_scope() as session:
-        return send_status(session, get_digest(session, digest_id))
-
-
-def _print_status(st: dict[str, Any]) -> None:
-    click.echo(
-        f"send {st['id']} ({st['list']}): {st['status']}  total {st['total']}  "
-        f"queued {st['queued']}  sent {st['sent']}  deferred {st['deferred']}  "
-        f"bounced {st['bounced']}  failed {st['failed']}  rate {st['rate']}/s"
-    )
-    if st.get("pause_reason"):
-        click.echo(f"  paused: {st['pause_reason']}")
-
-
 def _wait(digest_id: int, as_json: bool) -> dict[str, Any]:
     """Poll the ledger; a progress bar with rate and ETA on a terminal, and without one
     (cron, CI, a log file) a plain progress line on stderr when the counts change, at
     most every PROGRESS_SECONDS."""
     from tqdm import tqdm
 
-    st = _status(digest_id)
+    st = status_of(digest_id)
     bar = None
     lines = not as_json and not sys.stderr.isatty()
     if not as_json and not lines:
@@ -111,7 +136,7 @@ def _wait(digest_id: int, as_json: bool) -> dict[str, Any]:
             ):
                 return st  # an operator or the bounce guard paused it: nothing to wait for
             time.sleep(0.5)
-            st = _status(digest_id)
+            st = status_of(digest_id)
     finally:
         if bar is not None:
             bar.close()
@@ -133,12 +158,12 @@ def digest_send(list_slug: str, digest_id: int | None, wait: bool, as_json: bool
         ranges = start_send(session, settings(), found)
         digest_id = found.id
     assert digest_id is not None
-    _enqueue(digest_id, ranges)
-    st = _wait(digest_id, as_json) if wait else _status(digest_id)
+    enqueue(digest_id, ranges)
+    st = _wait(digest_id, as_json) if wait else status_of(digest_id)
     if as_json:
         emit_json(st)
     else:
-        _print_status(st)
+        print_status(st)
     if wait and st["status"] == "paused":
         sys.exit(1)
 
@@ -150,12 +175,12 @@ def digest_send(list_slug: str, digest_id: int | None, wait: bool, as_json: bool
 @handled
 def digest_test(list_slug: str, to: str, digest_id: int | None) -> None:
     """Send the digest once to one address, outside the ledger."""
-    from newsletter.addresses import normalise_email
     from newsletter.db import session_scope
     from newsletter.mail.dkim import keys_from_settings
     from newsletter.mail.fastpath import DigestTemplate, Recipient
     from newsletter.mail.smtp import SmtpTransport
     from newsletter.models import MailingList
+    from newsletter.subscriptions.addresses import normalise_email
 
     email = normalise_email(to)
     s = settings()
@@ -183,88 +208,3 @@ def digest_test(list_slug: str, to: str, digest_id: int | None) -> None:
     finally:
         transport.close()
     click.echo(f"test of digest {found.id} sent to {email}")
-
-
-@click.group()
-def sends() -> None:
-    """Sends: list, status, pause, resume, cancel, retry."""
-
-
-@sends.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@handled
-def sends_list(as_json: bool) -> None:
-    from newsletter.db import session_scope
-    from newsletter.sending.control import list_sends
-
-    with session_scope() as session:
-        rows = list_sends(session)
-    if as_json:
-        emit_json(rows)
-        return
-    for st in rows:
-        _print_status(st)
-
-
-@sends.command("status")
-@click.argument("send_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
-@handled
-def sends_status(send_id: int, as_json: bool) -> None:
-    st = _status(send_id)
-    emit_json(st) if as_json else _print_status(st)
-
-
-def _control(send_id: int, as_json: bool, action: str) -> None:
-    from newsletter.db import session_scope
-    from newsletter.sending import control
-
-    with session_scope() as session:
-        if action == "pause":
-            control.operator_pause(session, send_id)
-            ranges: list[tuple[int, int]] = []
-        elif action == "resume":
-            ranges = control.operator_resume(session, settings(), send_id)
-        elif action == "cancel":
-            control.cancel(session, send_id)
-            ranges = []
-        else:
-            ranges = control.retry_failed(session, settings(), send_id)
-    _enqueue(send_id, ranges)
-    st = _status(send_id)
-    emit_json(st) if as_json else _print_status(st)
-
-
-@sends.command("pause")
-@click.argument("send_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
-@handled
-def sends_pause(send_id: int, as_json: bool) -> None:
-    _control(send_id, as_json, "pause")
-
-
-@sends.command("resume")
-@click.argument("send_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
-@handled
-def sends_resume(send_id: int, as_json: bool) -> None:
-    _control(send_id, as_json, "resume")
-
-
-@sends.command("cancel")
-@click.argument("send_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
-@handled
-def sends_cancel(send_id: int, as_json: bool) -> None:
-    _control(send_id, as_json, "cancel")
-
-
-@sends.command("retry")
-@click.argument("send_id", type=int)
-@click.option("--failed", "failed", is_flag=True, required=True, help="Re-send the failed ones.")
-@click.option("--json", "as_json", is_flag=True)
-@handled
-def sends_retry(send_id: int, failed: bool, as_json: bool) -> None:
-    if not failed:
-        raise InputError("say which deliveries to retry: --failed")
-    _control(send_id, as_json, "retry")

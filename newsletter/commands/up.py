@@ -15,7 +15,7 @@ import time
 import click
 from sqlalchemy import select
 
-from newsletter.commands.common import ServiceError
+from newsletter.commands.common import ServiceError, handled, settings
 from newsletter.config import Settings
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -24,8 +24,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def _ensure_list(settings: Settings) -> str | None:
     """A fresh install gets one list, so the form works at once."""
     from newsletter.db import session_scope
-    from newsletter.lists import create_list
     from newsletter.models import MailingList
+    from newsletter.subscriptions.lists import create_list
 
     with session_scope() as session:
         if session.scalar(select(MailingList.id).limit(1)) is None:
@@ -111,3 +111,14 @@ def run_all(settings: Settings, host: str, port: int) -> int:
             catcher.stop()
         click.echo("stopped")
     return code
+
+
+@click.command()
+@click.option("--port", default=8000, show_default=True, help="Web port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@handled
+def up(port: int, host: str) -> None:
+    """Run web, worker, beat and the SMTP catcher together (the embedded default)."""
+    from newsletter.commands.up import run_all
+
+    sys.exit(run_all(settings(), host=host, port=port))

@@ -8,21 +8,10 @@ import unicodedata
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.errors import InvalidInput
+
 MAX_NAME = 200
 MAX_EMAIL = 254
-
-
-class InvalidInput(ValueError):
-    """User input that cannot be accepted; `field` names the form field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-class NotFound(InvalidInput):
-    """The input names something that does not exist (HTTP 404 where an API answers)."""
 
 
 def normalise_email(raw: str, *, check_deliverability: bool = False) -> str:

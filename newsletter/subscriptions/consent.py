@@ -1,4 +1,4 @@
-"""Subscribe, confirm, unsubscribe, erase: the consent rules, independent of web and queue.
+"""Subscribe, confirm, unsubscribe: the consent rules, independent of web and queue.
 
 Callers get back what to do next (e.g. "send the confirmation mail") and do it after
 the transaction commits; this module never sends or enqueues anything itself.
@@ -13,10 +13,8 @@ from enum import StrEnum
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput, NotFound, clean_name, email_hash, normalise_email
 from newsletter.config import Settings
 from newsletter.models import (
-    MailingList,
     Subscriber,
     SubscriberStatus,
     Subscription,
@@ -24,7 +22,15 @@ from newsletter.models import (
     Suppression,
     utcnow,
 )
-from newsletter.tokens import ConfirmClaim, TokenInvalid, read_confirm_token, read_unsubscribe_token
+from newsletter.subscriptions.addresses import clean_name, email_hash, normalise_email
+from newsletter.subscriptions.lists import find_list
+from newsletter.subscriptions.suppression import is_suppressed
+from newsletter.subscriptions.tokens import (
+    ConfirmClaim,
+    TokenInvalid,
+    read_confirm_token,
+    read_unsubscribe_token,
+)
 
 
 class Outcome(StrEnum):
@@ -52,29 +58,6 @@ class ConsentRecord:
     user_agent: str | None = None
     source: str = "form"
     text_version: str | None = None
-
-
-def find_list(session: Session, slug: str | None) -> MailingList:
-    slug = (slug or "").strip()
-    if not slug:
-        raise InvalidInput("list", "Please choose a newsletter.")
-    found = session.scalar(select(MailingList).where(MailingList.slug == slug))
-    if found is None:
-        raise NotFound("list", f"There is no newsletter called {slug!r}.")
-    return found
-
-
-def is_suppressed(session: Session, settings: Settings, email: str) -> bool:
-    digest = email_hash(email, settings.secret)
-    return (
-        session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is not None
-    )
-
-
-def suppress(session: Session, settings: Settings, email: str, reason: str) -> None:
-    digest = email_hash(email, settings.secret)
-    if session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is None:
-        session.add(Suppression(email_hash=digest, reason=reason))
 
 
 def subscribe(
@@ -220,14 +203,3 @@ def unsubscribe(session: Session, settings: Settings, token: str) -> Subscriptio
         sub.status = SubscriptionStatus.unsubscribed
         sub.unsubscribed_at = utcnow()
     return sub
-
-
-def erase(session: Session, settings: Settings, email: str) -> bool:
-    """Remove the person's data; keep only a keyed hash so imports skip them."""
-    address = normalise_email(email)
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
-    if subscriber is None:
-        return False
-    session.delete(subscriber)
-    suppress(session, settings, address, "erased")
-    return True

@@ -10,10 +10,11 @@ from typing import IO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput
 from newsletter.config import Settings
+from newsletter.errors import InvalidInput
 from newsletter.models import MailingList, Subscriber, Subscription
-from newsletter.subscriptions import ConsentRecord, Outcome, find_list, subscribe
+from newsletter.subscriptions.consent import ConsentRecord, Outcome, subscribe
+from newsletter.subscriptions.lists import find_list
 
 
 def subscriber_records(

@@ -10,7 +10,7 @@ from newsletter.config import Settings
 from newsletter.mail.message import address, build_message
 from newsletter.mail.render import render_email
 from newsletter.models import Subscription, SubscriptionStatus
-from newsletter.tokens import make_confirm_token
+from newsletter.subscriptions.tokens import make_confirm_token
 
 
 def confirmation_email(

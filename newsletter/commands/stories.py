@@ -1,8 +1,4 @@
-"""`newsletter stories …` and `newsletter digest preview`: content in, digest out.
-
-The `digest` group is exported so the sending commands (`digest test`, `digest send`)
-can join it from their own module.
-"""
+"""`newsletter stories …`: content in."""
 
 from __future__ import annotations
 
@@ -10,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.commands.common import InputError, emit_json, handled, settings
-
-PREVIEW_VALUES_EMAIL = "reader@example.com"
+from newsletter.commands.common import emit_json, handled, settings
 
 
 @click.group()
@@ -31,7 +25,7 @@ def stories_add(files: tuple[Path, ...], list_slug: str | None, as_json: bool) -
     Every file is checked before any is stored: one bad file stores nothing.
     """
     from newsletter.db import session_scope
-    from newsletter.stories import add_story_files, story_record
+    from newsletter.stories.store import add_story_files, story_record
 
     base = settings().base_url
     with session_scope() as session:
@@ -54,7 +48,7 @@ def stories_add(files: tuple[Path, ...], list_slug: str | None, as_json: bool) -
 def stories_import_feed(url_or_file: str, list_slug: str | None) -> None:
     """Import the entries of an RSS or Atom feed, skipping those already stored."""
     from newsletter.db import session_scope
-    from newsletter.feeds import import_feed
+    from newsletter.stories.feeds import import_feed
 
     with session_scope() as session:
         result = import_feed(session, url_or_file, list_slug)
@@ -74,7 +68,7 @@ def stories_import_feed(url_or_file: str, list_slug: str | None) -> None:
 def stories_list(list_slug: str | None, as_json: bool) -> None:
     """Newest first."""
     from newsletter.db import session_scope
-    from newsletter.stories import story_records
+    from newsletter.stories.store import story_records
 
     with session_scope() as session:
         rows = story_records(session, settings().base_url, list_slug)
@@ -83,51 +77,3 @@ def stories_list(list_slug: str | None, as_json: bool) -> None:
         return
     for r in rows:
         click.echo(f"{r['published_at'][:16]}  {r['slug']}  {r['title']}")
-
-
-@click.group()
-def digest() -> None:
-    """Digests: preview (and, from the sending module, test and send)."""
-
-
-@digest.command("preview")
-@click.option("--list", "list_slug", required=True)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="HTML file to write (default: <list>-preview.html); the text goes beside it as .txt.",
-)
-@handled
-def digest_preview(list_slug: str, out: Path | None) -> None:
-    """Render the next digest without storing it; it uses no stories up."""
-    from newsletter import placeholders
-    from newsletter.composer import GMAIL_CLIP, personalise, preview_digest
-    from newsletter.db import session_scope
-    from newsletter.subscriptions import find_list
-
-    s = settings()
-    with session_scope() as session:
-        mailing_list = find_list(session, list_slug)
-        composed = preview_digest(session, s, mailing_list)
-    if composed is None:
-        click.echo(f"{list_slug}: no new stories since the previous digest; no digest to preview")
-        return
-    values = {
-        placeholders.NAME: "",
-        placeholders.EMAIL: PREVIEW_VALUES_EMAIL,
-        placeholders.UNSUBSCRIBE_URL: f"{s.base_url}/unsubscribe/preview",
-    }
-    html, text = personalise(composed.html, composed.text, values)
-    out = out or Path(f"{list_slug}-preview.html")
-    text_out = out.with_suffix(".txt")
-    try:
-        out.write_text(html, encoding="utf-8")
-        text_out.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write ({exc.strerror})") from None
-    click.echo(f"subject: {composed.subject}")
-    click.echo(f"stories: {len(composed.story_ids)} ({composed.shortened} shortened, "
-               f"{composed.omitted} left for the archive)")  # fmt: skip
-    click.echo(f"html: {composed.html_bytes:,} bytes (Gmail clips at {GMAIL_CLIP:,}) -> {out}")
-    click.echo(f"text: {composed.text_bytes:,} bytes -> {text_out}")

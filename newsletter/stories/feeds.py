@@ -19,14 +19,8 @@ from typing import Any
 import feedparser
 from sqlalchemy.orm import Session
 
-from newsletter.stories import (
-    StoreReport,
-    StoryDraft,
-    StoryInputError,
-    find_list_or_none,
-    make_draft,
-    store_stories,
-)
+from newsletter.stories.drafts import StoryDraft, StoryInputError, make_draft
+from newsletter.stories.store import StoreReport, find_list_or_none, store_stories
 
 FETCH_TIMEOUT = 20
 MAX_FEED_BYTES = 20 * 1024 * 1024

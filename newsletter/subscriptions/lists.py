@@ -9,7 +9,7 @@ from croniter import croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import InvalidInput
+from newsletter.errors import InvalidInput, NotFound
 from newsletter.models import MailingList
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -55,3 +55,13 @@ def list_records(session: Session) -> list[dict[str, object]]:
         {"slug": m.slug, "name": m.name, "schedule": m.schedule, "timezone": m.timezone}
         for m in rows
     ]
+
+
+def find_list(session: Session, slug: str | None) -> MailingList:
+    slug = (slug or "").strip()
+    if not slug:
+        raise InvalidInput("list", "Please choose a newsletter.")
+    found = session.scalar(select(MailingList).where(MailingList.slug == slug))
+    if found is None:
+        raise NotFound("list", f"There is no newsletter called {slug!r}.")
+    return found

@@ -1,0 +1,84 @@
+"""`newsletter web|worker|beat|catcher`: each service alone, as production runs it."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.commands.common import handled, settings
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", "processes", default=1, show_default=True, help="Web processes.")
+@handled
+def web(host: str, port: int, processes: int) -> None:
+    """Serve the web app and the admin API."""
+    import uvicorn
+
+    settings()
+    uvicorn.run(
+        "newsletter.web.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@click.command()
+@click.option("--concurrency", "-c", type=int, default=None, help="Processes (default: cores).")
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork")
+@click.option("--loglevel", default="INFO")
+@click.option("--hostname", "-n", default=None, help="Node name, e.g. worker1@%h.")
+@handled
+def worker(concurrency: int | None, pool: str, loglevel: str, hostname: str | None) -> None:
+    """Run a Celery worker."""
+    settings()
+    from workers.app import app
+
+    argv = [
+        "worker",
+        f"--loglevel={loglevel}",
+        f"--pool={pool}",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    app.worker_main(argv)
+
+
+@click.command()
+@click.option("--loglevel", default="INFO")
+@handled
+def beat(loglevel: str) -> None:
+    """Run the Celery beat scheduler (one per deployment)."""
+    settings()
+    from workers.app import app
+
+    app.start(["beat", f"--loglevel={loglevel}"])
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=None, help="Default: the port of SMTP_URL.")
+@handled
+def catcher(host: str, port: int | None) -> None:
+    """Run the built-in SMTP catcher alone (`up` starts it for you)."""
+    import time
+
+    from newsletter.mail.catcher import start_catcher
+
+    s = settings()
+    controller = start_catcher(s.outbox_dir, host, port or s.smtp.port)
+    click.echo(f"SMTP catcher on {host}:{port or s.smtp.port}, keeping mail in {s.outbox_dir}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        controller.stop()

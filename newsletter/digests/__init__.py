@@ -1,0 +1,1 @@
+"""Digests: choose stories, render and inline once, reader fields, the archive."""

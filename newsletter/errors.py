@@ -1,0 +1,16 @@
+"""Errors every face translates the same way: bad input (HTTP 4xx, CLI exit 2)."""
+
+from __future__ import annotations
+
+
+class InvalidInput(ValueError):
+    """User input that cannot be accepted; `field` names the form field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class NotFound(InvalidInput):
+    """The input names something that does not exist (HTTP 404 where an API answers)."""

@@ -1,0 +1,1 @@
+"""Stories: one module per input format, feeds, and the story store."""

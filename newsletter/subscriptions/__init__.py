@@ -1,0 +1,1 @@
+"""Subscriptions: lists, subscribe, confirm, unsubscribe, erase, consent, tokens, the confirmation mail."""
