@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import mailbox
 import os
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -105,6 +106,28 @@ def test_bad_files_exit_2_naming_the_file_and_change_nothing(
         assert "Traceback" not in result.stderr
     assert subscriber_state("reader1@example.net")[0] == "active"
     assert _report()["events"] == []
+
+
+# Not mail at all: random bytes, a PNG, JSON. flufl.bounce's detectors crash on such
+# input and used to log the crash with a full traceback before our one error line.
+NOT_MAIL = {
+    "random.bin": bytes(random.Random(5).randrange(256) for _ in range(4096)),
+    "picture.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10" + bytes(range(256)),
+    "event.json": json.dumps({"notificationType": "Bounce", "bounce": [1, 2]}).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_MAIL))
+@pytest.mark.usefixtures("sqlite_db")
+def test_a_file_that_is_not_mail_is_one_error_line_and_exit_2(name: str, tmp_path: Path) -> None:
+    path = tmp_path / name
+    path.write_bytes(NOT_MAIL[name])
+    result = cli("bounces", "ingest", str(path))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"Error: {path}: no bounce, complaint or auto-reply found in it"
+    ]
+    assert result.stdout == ""
 
 
 def test_policy_blocks_are_listed_per_receiving_domain(

@@ -18,8 +18,10 @@ Order of attempts, most reliable first:
 from __future__ import annotations
 
 import email
+import email.header
 import email.policy
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from email.utils import getaddresses
 from newsletter.bounces.classify import Kind, classify, find_status
 from newsletter.subscriptions.addresses import domain_of
 
+log = logging.getLogger(__name__)
 MAX_BYTES = 2_000_000  # bigger messages are cut: the verdict is always in the first part
 
 _ADDR = re.compile(
@@ -612,13 +615,30 @@ def _failed_recipients(msg: Message, env: _Envelope, text: str) -> list[str]:
     return []
 
 
+class _DetectorCrash(logging.Filter):
+    """Drops flufl.bounce's "Exception in detector" record and its traceback.
+
+    flufl.bounce logs every detector crash with a full traceback and then re-raises; on
+    hostile or non-mail input (a PNG given to ``bounces ingest``) that traceback reached
+    the operator's terminal through logging's last-resort handler. The exception itself
+    comes back to :func:`_flufl_scan`, which treats it as "no answer" and logs one line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and str(record.msg).startswith("Exception in detector"))
+
+
+logging.getLogger("flufl.bounce").addFilter(_DetectorCrash())
+
+
 def _flufl_scan(msg: Message) -> list[str]:
     """flufl.bounce's MTA-specific detectors, as a fallback address finder."""
     try:
         from flufl.bounce import all_failures
 
         temporary, permanent = all_failures(msg)
-    except Exception:  # noqa: BLE001 - a detector crash means "no answer"
+    except Exception as exc:  # noqa: BLE001 - a detector crash means "no answer"
+        log.debug("flufl.bounce gave no answer: %s: %s", exc.__class__.__name__, exc)
         return []
     found = []
     for raw in (*permanent, *temporary):
