@@ -124,9 +124,8 @@ def test_a_file_that_is_not_mail_is_one_error_line_and_exit_2(name: str, tmp_pat
     path.write_bytes(NOT_MAIL[name])
     result = cli("bounces", "ingest", str(path))
     assert result.returncode == 2, result.stderr
-    assert result.stderr.splitlines() == [
-        f"Error: {path}: no bounce, complaint or auto-reply found in it"
-    ]
+    (line,) = result.stderr.splitlines()  # exactly one line: no traceback before it
+    assert str(path) in line and "no bounce, complaint or auto-reply found" in line
     assert result.stdout == ""
 
 
