@@ -15,6 +15,8 @@ import pytest
 
 from newsletter.bounces import BounceResult, analyse, verp_token
 from newsletter.bounces.classify import classify
+from newsletter.config import Settings
+from newsletter.mail.verp import decode_verp, looks_like_verp, verp_address
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
 EXPECTED: dict[str, dict[str, str | None]] = json.loads((FIXTURES / "expected.json").read_text())
@@ -133,6 +135,21 @@ def test_smtp_envelope_recipients_are_added_to_sent_to() -> None:
     assert "bounces+abc123@bounce.example.com" in result.sent_to
     assert verp_token(["someone@example.org", "bounces+abc123@bounce.example.com"]) == "abc123"
     assert verp_token(["bounces@bounce.example.com"]) is None
+
+
+def test_the_token_a_bounce_carries_is_the_one_the_sender_signed() -> None:
+    # One VERP codec (newsletter.mail.verp) makes the address and reads it back.
+    settings = Settings(bounce_domain="Bounces.Example.com", secret_key="verp-test-secret")
+    address = verp_address(4711, settings)
+    token = verp_token(["reader@example.org", f"<{address.upper()}>"])
+    assert token is not None and token.lower() == address.partition("+")[2].partition("@")[0]
+    assert decode_verp(f"<{address.upper()}>", settings) == 4711
+    forged = address.replace("4711-", "4712-")
+    assert decode_verp(forged, settings) is None and looks_like_verp(forged, settings)
+    assert looks_like_verp("bounces+@bounces.example.com", settings)
+    elsewhere = address.partition("@")[0] + "@elsewhere.example"
+    assert not looks_like_verp(elsewhere, settings) and decode_verp(elsewhere, settings) is None
+    assert not looks_like_verp("postmaster@bounces.example.com", settings)
 
 
 def test_original_message_id_is_exposed_for_matching_the_send() -> None:

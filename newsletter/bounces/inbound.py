@@ -17,20 +17,13 @@ from sqlalchemy.orm import Session
 from newsletter.bounces.handling import Handled, record_bounce
 from newsletter.bounces.parse import BounceResult, analyse
 from newsletter.config import Settings
-from newsletter.mail.verp import PREFIX, decode_verp
+from newsletter.mail.verp import decode_verp, looks_like_verp
 
 
 class Token(StrEnum):
     valid = "valid"
     missing = "missing"  # no bounces+...@BOUNCE_DOMAIN address at all
     forged = "forged"  # looks like ours, signature wrong
-
-
-def looks_like_verp(address: str, settings: Settings) -> bool:
-    local, _, domain = address.strip().strip("<>").rpartition("@")
-    return domain.lower() == settings.bounces_domain.lower() and local.lower().startswith(
-        PREFIX + "+"
-    )
 
 
 def delivery_from(addresses: Iterable[str], settings: Settings) -> tuple[Token, int | None]:

@@ -29,6 +29,7 @@ from email.message import Message
 from email.utils import getaddresses
 
 from newsletter.bounces.classify import Kind, classify, find_status
+from newsletter.mail.verp import PREFIX, verp_token
 from newsletter.subscriptions.addresses import domain_of
 
 log = logging.getLogger(__name__)
@@ -110,19 +111,9 @@ class BounceResult:
         """Alias of ``sent_to``: the envelope/header recipients of the bounce itself."""
         return self.sent_to
 
-    def verp_token(self, local_prefix: str = "bounces") -> str | None:
+    def verp_token(self, local_prefix: str = PREFIX) -> str | None:
         """The TOKEN of the first ``<local_prefix>+TOKEN@...`` address in ``sent_to``."""
         return verp_token(self.sent_to, local_prefix)
-
-
-def verp_token(addresses: Iterable[str], local_prefix: str = "bounces") -> str | None:
-    """Return the VERP token from ``prefix+TOKEN@domain`` among ``addresses``, or None."""
-    wanted = local_prefix.lower() + "+"
-    for address in addresses:
-        local, _, _domain = address.rpartition("@")
-        if local.lower().startswith(wanted) and len(local) > len(wanted):
-            return local[len(wanted) :]
-    return None
 
 
 def analyse(raw: bytes, rcpt_to: list[str] | None = None) -> list[BounceResult]:
@@ -394,7 +385,7 @@ def _parse_arf(msg: Message, env: _Envelope) -> list[BounceResult]:
         fields.get("removal-recipient", "")
     )
     if recipient is None and env.original is not None:
-        recipient = (_addresses([_header(env.original, "To")]) or [None])[0]
+        recipient = next(iter(_addresses([_header(env.original, "To")])), None)
     kind: Kind
     if feedback_type in ("abuse", "fraud", "virus"):
         kind = "complaint"  # the reader (or their provider for them) called it spam
@@ -569,7 +560,8 @@ def _parse_text(msg: Message, env: _Envelope) -> list[BounceResult]:
     if not recipients and not text.strip():
         return []
     out = []
-    for recipient in recipients or [None]:
+    candidates: list[str | None] = [*recipients] or [None]
+    for recipient in candidates:
         diagnostic = _recipient_lines(text, recipient)
         if recipient is None and not diagnostic:
             continue  # nothing to act on: neither an address nor a reply to classify

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from newsletter.bounces.handling import record_rejection
-from newsletter.bounces.inbound import MessageOutcome, handle_message, looks_like_verp
+from newsletter.bounces.inbound import MessageOutcome, handle_message
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.mail.verp import decode_verp
+from newsletter.mail.verp import decode_verp, looks_like_verp
 
 log = logging.getLogger(__name__)
 SOURCE = "smtp"
@@ -37,7 +36,12 @@ class BounceHandler:
         self.settings = settings
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
     ) -> str:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return "452 4.5.3 Too many recipients"

@@ -4,6 +4,11 @@ The token is the delivery id plus a truncated HMAC of it under SECRET_KEY, so a 
 maps back to its delivery without a lookup table the sender could lose, and a forged or
 altered address is refused. The MAC is lower-case hex because some mail systems fold
 the case of local parts.
+
+This module is the one place that makes and reads these addresses: the sending side
+(:func:`verp_address`, and :mod:`newsletter.mail.fastpath` with ``PREFIX`` and
+``MAC_CHARS``) and every bounce path (:func:`decode_verp`, :func:`looks_like_verp`,
+:func:`verp_token`).
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Iterable
 
 from newsletter.config import Settings
 
 PREFIX = "bounces"
 MAC_CHARS = 12  # 48 bits: forging one needs ~2**47 tries against a server that notices.
-_TOKEN = re.compile(rf"^{PREFIX}\+(\d{{1,18}})-([0-9a-f]{{{MAC_CHARS}}})$")
+_SIGNED = re.compile(rf"^(\d{{1,18}})-([0-9a-f]{{{MAC_CHARS}}})$")
 
 
 def _mac(delivery_id: int, secret: str) -> str:
@@ -33,13 +39,40 @@ def verp_address(delivery_id: int, settings: Settings) -> str:
     return f"{verp_local_part(delivery_id, settings.secret)}@{settings.bounces_domain}"
 
 
+def _split(address: str, prefix: str = PREFIX) -> tuple[str | None, str]:
+    """(TOKEN, domain) of ``<prefix>+TOKEN@domain``; TOKEN is None without the prefix and
+    may be "" (``bounces+@...``). Case is kept: callers decide whether it matters."""
+    local, sep, domain = address.strip().strip("<>").strip().rpartition("@")
+    wanted = prefix.lower() + "+"
+    if not sep or not local.lower().startswith(wanted):
+        return None, domain
+    return local[len(wanted) :], domain
+
+
+def verp_token(addresses: Iterable[str], local_prefix: str = PREFIX) -> str | None:
+    """The TOKEN of the first ``<local_prefix>+TOKEN@...`` address (any domain), or None.
+
+    Unverified: :func:`decode_verp` is what turns a token into a delivery.
+    """
+    for address in addresses:
+        token, _domain = _split(address, local_prefix)
+        if token:
+            return token
+    return None
+
+
+def looks_like_verp(address: str, settings: Settings) -> bool:
+    """A ``bounces+…@BOUNCE_DOMAIN`` address, whether or not its signature is right."""
+    token, domain = _split(address)
+    return token is not None and domain.lower() == settings.bounces_domain.lower()
+
+
 def decode_verp(address: str, settings: Settings) -> int | None:
     """The delivery id a bounce address stands for, or None if it is not one of ours."""
-    address = address.strip().strip("<>").strip()
-    local, sep, domain = address.rpartition("@")
-    if not sep or domain.lower() != settings.bounces_domain.lower():
+    token, domain = _split(address)
+    if token is None or domain.lower() != settings.bounces_domain.lower():
         return None
-    found = _TOKEN.match(local.lower())
+    found = _SIGNED.match(token.lower())
     if found is None:
         return None
     delivery_id = int(found.group(1))
