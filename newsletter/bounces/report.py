@@ -8,14 +8,15 @@ happens, not which readers were affected. Used by `bounces list` and `GET /api/b
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter.bounces.classify import Kind
 from newsletter.models import BounceEvent, BounceRejection, Subscriber, utcnow
 
-KINDS = ("hard", "soft", "policy", "complaint", "ignore")
+KINDS: tuple[Kind, ...] = get_args(Kind)  # hard, soft, policy, complaint, ignore
 
 
 def bounce_report(
@@ -47,7 +48,7 @@ def bounce_report(
         }
         for e, email in session.execute(query)
     ]
-    totals = dict.fromkeys(KINDS, 0)
+    totals: dict[str, int] = dict.fromkeys(KINDS, 0)
     for k, n in session.execute(
         select(BounceEvent.kind, func.count())
         .where(BounceEvent.created_at >= since)

@@ -10,13 +10,13 @@ timeout is harmless (events are deduplicated).
 from __future__ import annotations
 
 import logging
-from types import ModuleType
 
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.bounces.handling import record_rejection
 from newsletter.bounces.webhooks import (
+    Parser,
     WebhookError,
     mailgun,
     postmark,
@@ -29,11 +29,11 @@ from newsletter.db import session_scope
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-PROVIDERS: dict[str, ModuleType] = {
-    "ses": ses,
-    "postmark": postmark,
-    "sendgrid": sendgrid,
-    "mailgun": mailgun,
+PROVIDERS: dict[str, Parser] = {
+    "ses": ses.parse,
+    "postmark": postmark.parse,
+    "sendgrid": sendgrid.parse,
+    "mailgun": mailgun.parse,
 }
 MAX_BODY = 5_000_000
 
@@ -47,9 +47,9 @@ def _refuse(source: str, status: int, reason: str, detail: str) -> HTTPException
 
 @router.post("/webhooks/bounces/{provider}", tags=["webhooks"])
 async def bounce_webhook(provider: str, request: Request) -> dict[str, object]:
-    module = PROVIDERS.get(provider)
+    parse = PROVIDERS.get(provider)
     source = f"webhook:{provider}"[:32]
-    if module is None:
+    if parse is None:
         raise HTTPException(404, f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     body = bytearray()
     async for chunk in request.stream():
@@ -60,7 +60,7 @@ async def bounce_webhook(provider: str, request: Request) -> dict[str, object]:
     headers = {k.lower(): v for k, v in request.headers.items()}
     query = dict(request.query_params)
     try:
-        events = await run_in_threadpool(module.parse, bytes(body), headers, query, settings)
+        events = await run_in_threadpool(parse, bytes(body), headers, query, settings)
     except WebhookError as exc:
         raise await run_in_threadpool(_refuse, source, exc.status, exc.reason, str(exc)) from None
 

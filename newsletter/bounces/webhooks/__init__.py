@@ -1,6 +1,8 @@
-"""Provider webhooks: each module checks a request the way that provider signs it and turns
-its payload into BounceResults; :mod:`newsletter.web.webhooks` routes them into the one
-handling path (:func:`newsletter.bounces.handling.record_bounce`).
+"""Provider webhooks: each module checks a request the way that provider signs it and maps
+its payload to plain fields (recipient, the provider's own verdict, status code, diagnostic
+text, message id, event id); :func:`newsletter.bounces.verdict.verdict` turns those into a
+BounceResult the same way for every provider, and :mod:`newsletter.web.webhooks` routes
+them into the one handling path (:func:`newsletter.bounces.handling.record_bounce`).
 
 Each provider module exposes ``parse(body, headers, query, settings) -> list[ProviderEvent]``
 and raises one of the errors below; nothing is written before a request is authenticated.
@@ -11,11 +13,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.bounces.handling import find_subscriber, record_bounce
 from newsletter.bounces.parse import BounceResult
+from newsletter.config import Settings
+from newsletter.models import Delivery
 
 
 class WebhookError(Exception):
@@ -54,6 +61,10 @@ class ProviderEvent:
     ref: str = ""  # the provider's event id: deduplicates retried webhook calls
 
 
+# A provider module's ``parse``: (body, lower-cased headers, query, settings) -> events.
+Parser = Callable[[bytes, Mapping[str, str], Mapping[str, str], Settings], list[ProviderEvent]]
+
+
 def check_shared_secret(
     expected: str | None, headers: Mapping[str, str], query: Mapping[str, str]
 ) -> None:
@@ -71,12 +82,8 @@ def check_shared_secret(
         raise Unauthenticated("missing or wrong webhook secret")
 
 
-def find_delivery(session: Any, subscriber_id: int, message_id: str) -> int | None:
+def find_delivery(session: Session, subscriber_id: int, message_id: str) -> int | None:
     """Our delivery for a provider event, by the Message-ID we sent (with or without <>)."""
-    from sqlalchemy import select
-
-    from newsletter.models import Delivery
-
     bare = message_id.strip().strip("<>")
     if not bare:
         return None
@@ -91,15 +98,13 @@ def find_delivery(session: Any, subscriber_id: int, message_id: str) -> int | No
 
 
 def record_events(
-    session: Any, settings: Any, events: list[ProviderEvent], source: str
+    session: Session, settings: Settings, events: list[ProviderEvent], source: str
 ) -> dict[str, int]:
     """Route authenticated provider events into the one handling path.
 
     The provider vouches for the address (the request is authenticated), so the subscriber
     is found by address; the delivery, when the provider returns our Message-ID.
     """
-    from newsletter.bounces.handling import find_subscriber, record_bounce
-
     counts: dict[str, int] = {}
     for event in events:
         subscriber = find_subscriber(session, event.result.recipient)

@@ -14,8 +14,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from newsletter.bounces.classify import HARD_REASONS, classify, find_status
+from newsletter.bounces.classify import Kind, find_status
 from newsletter.bounces.parse import BounceResult
+from newsletter.bounces.verdict import verdict
 from newsletter.bounces.webhooks import (
     BadPayload,
     NotConfigured,
@@ -23,7 +24,6 @@ from newsletter.bounces.webhooks import (
     Unauthenticated,
 )
 from newsletter.config import Settings
-from newsletter.subscriptions.addresses import domain_of
 
 
 def verify(signature: Mapping[str, Any], key: str) -> None:
@@ -53,44 +53,30 @@ def parse(
     recipient = str(data.get("recipient") or "").lower()
     if event not in ("failed", "complained") or not recipient:
         return []
-    message = data.get("message") if isinstance(data.get("message"), dict) else {}
-    msg_headers = message.get("headers") if isinstance(message.get("headers"), dict) else {}
-    message_id = str(msg_headers.get("message-id") or "")
+    message_id = str(_object(_object(data, "message"), "headers").get("message-id") or "")
     ref = str(data.get("id") or "")
     if event == "complained":
-        result = BounceResult(
-            recipient=recipient,
-            kind="complaint",
-            reason="feedback",
-            feedback_type="abuse",
-            remote_domain=domain_of(recipient),
-            original_message_id=message_id,
-        )
-        return [ProviderEvent(result, message_id, ref)]
-    return [ProviderEvent(_failure(data, recipient), message_id, ref)]
+        result = verdict(recipient, "complaint", "feedback", message_id=message_id)
+    else:
+        result = _failure(data, recipient, message_id)
+    return [ProviderEvent(result, message_id, ref)]
 
 
-def _failure(data: Mapping[str, Any], recipient: str) -> BounceResult:
-    status_obj = data.get("delivery-status")
-    status_info: Mapping[str, Any] = status_obj if isinstance(status_obj, dict) else {}
+def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``data[key]`` when it is a JSON object, else an empty one."""
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _failure(data: Mapping[str, Any], recipient: str, message_id: str) -> BounceResult:
+    """A "failed" event: Mailgun's severity is its verdict (permanent: hard, else soft)."""
+    status_info = _object(data, "delivery-status")
     text = " ".join(
         str(status_info.get(k) or "") for k in ("code", "message", "description")
     ).strip()
     status = str(status_info.get("enhanced-code") or find_status(text))
-    kind, reason = classify(status, text)
-    permanent = data.get("severity") == "permanent"
-    if data.get("reason") == "suppress-complaint":
-        kind, reason = "complaint", "feedback"
-    elif permanent and kind not in ("policy",):
-        kind = "hard"
-        reason = reason if reason in HARD_REASONS else "userunknown"
-    elif not permanent and kind == "hard":
-        kind = "soft"
-    return BounceResult(
-        recipient=recipient,
-        kind=kind,
-        reason=reason,
-        status=status,
-        diagnostic=text,
-        remote_domain=domain_of(recipient),
-    )
+    if data.get("reason") == "suppress-complaint":  # refused: the reader complained before
+        return verdict(recipient, "complaint", "feedback", status, text, message_id=message_id)
+    kind: Kind = "hard" if data.get("severity") == "permanent" else "soft"
+    reason = "userunknown" if kind == "hard" else "undefined"
+    return verdict(recipient, kind, reason, status, text, message_id=message_id)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from newsletter.bounces.classify import classify, find_status
-from newsletter.bounces.parse import BounceResult
+from newsletter.bounces.classify import Kind, find_status
+from newsletter.bounces.verdict import verdict
 from newsletter.bounces.webhooks import BadPayload, ProviderEvent, check_shared_secret
 from newsletter.config import Settings
-from newsletter.subscriptions.addresses import domain_of
 
-_KINDS: dict[str, tuple[str, str]] = {
+# Postmark's bounce Type -> its verdict. The generic hard and soft types are refined by
+# the text (only within the same kind: Postmark already chose it); the others stand.
+_KINDS: dict[str, tuple[Kind, str]] = {
     "HardBounce": ("hard", "userunknown"),
     "BadEmailAddress": ("hard", "userunknown"),
     "SoftBounce": ("soft", "undefined"),
@@ -50,20 +51,13 @@ def parse(
         return []  # Subscribe, AddressChange, ManuallyDeactivated...: not a failure
     kind, reason = mapped
     details = str(record.get("Details") or record.get("Description") or "")
-    status = find_status(details)
-    if kind in ("soft", "hard") and details:
-        found_kind, found_reason = classify(status, details)
-        if found_kind == "policy":
-            kind, reason = found_kind, found_reason
-        elif found_kind == kind and found_reason != "undefined":
-            reason = found_reason
-    result = BounceResult(
-        recipient=email,
-        kind=kind,  # type: ignore[arg-type]
-        reason=reason,
-        status=status,
-        diagnostic=details,
-        remote_domain=domain_of(email),
-        feedback_type="abuse" if kind == "complaint" else "",
+    result = verdict(
+        email,
+        kind,
+        reason,
+        find_status(details),
+        details,
+        final=kind not in ("hard", "soft"),
+        same_kind_only=True,
     )
     return [ProviderEvent(result, "", f"postmark:{record.get('ID')}")]

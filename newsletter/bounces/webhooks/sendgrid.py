@@ -20,8 +20,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from newsletter.bounces.classify import HARD_REASONS, classify, find_status
+from newsletter.bounces.classify import Kind, find_status
 from newsletter.bounces.parse import BounceResult
+from newsletter.bounces.verdict import verdict
 from newsletter.bounces.webhooks import (
     BadPayload,
     NotConfigured,
@@ -29,7 +30,6 @@ from newsletter.bounces.webhooks import (
     Unauthenticated,
 )
 from newsletter.config import Settings
-from newsletter.subscriptions.addresses import domain_of
 
 SIGNATURE = "x-twilio-email-event-webhook-signature"
 TIMESTAMP = "x-twilio-email-event-webhook-timestamp"
@@ -86,28 +86,23 @@ def parse(
 
 
 def _result(event: Mapping[str, Any]) -> BounceResult | None:
+    """SendGrid's event name (and bounce type) is its verdict; None: not a failure."""
     recipient = str(event["email"]).lower()
     name = event.get("event")
     text = str(event.get("reason") or event.get("response") or "")
     status = str(event.get("status") or find_status(text))
+    message_id = str(event.get("smtp-id") or "")
+    kind: Kind | None
     if name == "spamreport" or (name == "dropped" and "spam" in text.lower()):
-        kind, reason = "complaint", "feedback"
+        kind, reason, final = "complaint", "feedback", True
+    elif name == "bounce" and event.get("type") == "blocked":
+        kind, reason, final = "policy", "blocked", False  # never hard; may be temporary
     elif name == "bounce":
-        kind, reason = classify(status, text)
-        if event.get("type") == "blocked" and kind == "hard":
-            kind, reason = "policy", "blocked"
-        elif event.get("type") != "blocked" and kind == "soft" and not status.startswith("4"):
-            kind, reason = "hard", reason if reason in HARD_REASONS else "userunknown"
+        # A bounce with a 4.x.x status is SendGrid giving up on a temporary failure: the
+        # text decides. Otherwise SendGrid calls it final: hard unless the text says policy.
+        kind, reason, final = (None if status.startswith("4") else "hard"), "userunknown", False
     elif name == "dropped" and "bounced address" in text.lower():
-        kind, reason = "hard", "userunknown"
+        kind, reason, final = "hard", "userunknown", True
     else:
         return None
-    return BounceResult(
-        recipient=recipient,
-        kind=kind,  # type: ignore[arg-type]
-        reason=reason,
-        status=status,
-        diagnostic=text,
-        remote_domain=domain_of(recipient),
-        feedback_type="abuse" if kind == "complaint" else "",
-    )
+    return verdict(recipient, kind, reason, status, text, final=final, message_id=message_id)

@@ -32,8 +32,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from newsletter.bounces.classify import HARD_REASONS, classify
+from newsletter.bounces.classify import Kind
 from newsletter.bounces.parse import BounceResult
+from newsletter.bounces.verdict import verdict
 from newsletter.bounces.webhooks import (
     BadPayload,
     Forbidden,
@@ -42,7 +43,6 @@ from newsletter.bounces.webhooks import (
     Unauthenticated,
 )
 from newsletter.config import Settings
-from newsletter.subscriptions.addresses import domain_of
 
 log = logging.getLogger(__name__)
 _SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
@@ -175,10 +175,12 @@ def _message_id(mail: Mapping[str, Any]) -> str:
     return ""
 
 
-_TRANSIENT_POLICY = {
-    "MessageTooLarge": "mesgtoobig",
-    "ContentRejected": "contenterror",
-    "AttachmentRejected": "contenterror",
+# SES's bounce subtypes that are its final word: the message, not the address, failed.
+_TRANSIENT_FINAL: dict[str, tuple[Kind, str]] = {
+    "MessageTooLarge": ("policy", "mesgtoobig"),
+    "ContentRejected": ("policy", "contenterror"),
+    "AttachmentRejected": ("policy", "contenterror"),
+    "MailboxFull": ("soft", "mailboxfull"),
 }
 
 
@@ -195,7 +197,9 @@ def ses_events(notification: Mapping[str, Any]) -> list[ProviderEvent]:
             raise BadPayload("SES bounce without bouncedRecipients")
         ref = str(bounce.get("feedbackId", ""))
         return [
-            ProviderEvent(_bounce(bounce, r), message_id, f"{ref}:{r.get('emailAddress')}")
+            ProviderEvent(
+                _bounce(bounce, r, message_id), message_id, f"{ref}:{r.get('emailAddress')}"
+            )
             for r in bounce["bouncedRecipients"]
             if isinstance(r, dict) and r.get("emailAddress")
         ]
@@ -206,17 +210,16 @@ def ses_events(notification: Mapping[str, Any]) -> list[ProviderEvent]:
         ):
             raise BadPayload("SES complaint without complainedRecipients")
         feedback = str(complaint.get("complaintFeedbackType") or "abuse")
-        kind = "ignore" if feedback == "not-spam" else "complaint"
+        kind: Kind = "ignore" if feedback == "not-spam" else "complaint"
         ref = str(complaint.get("feedbackId", ""))
         return [
             ProviderEvent(
-                BounceResult(
-                    recipient=str(r["emailAddress"]).lower(),
-                    kind=kind,
-                    reason="feedback",
+                verdict(
+                    str(r["emailAddress"]).lower(),
+                    kind,
+                    "feedback",
                     feedback_type=feedback,
-                    remote_domain=domain_of(str(r["emailAddress"])),
-                    original_message_id=message_id,
+                    message_id=message_id,
                 ),
                 message_id,
                 f"{ref}:{r['emailAddress']}",
@@ -227,32 +230,28 @@ def ses_events(notification: Mapping[str, Any]) -> list[ProviderEvent]:
     return []
 
 
-def _bounce(bounce: Mapping[str, Any], recipient: Mapping[str, Any]) -> BounceResult:
-    address = str(recipient["emailAddress"]).lower()
-    status = str(recipient.get("status") or "")
-    diagnostic = str(recipient.get("diagnosticCode") or "")
-    kind, reason = classify(status, diagnostic)
-    bounce_type, sub_type = bounce.get("bounceType"), bounce.get("bounceSubType")
-    if bounce_type == "Permanent" and kind != "policy":
-        kind = "hard"
-        if reason not in HARD_REASONS:
-            reason = "suppressed" if "Suppress" in str(sub_type) else "userunknown"
-    elif bounce_type == "Transient":
-        if sub_type in _TRANSIENT_POLICY:
-            kind, reason = "policy", _TRANSIENT_POLICY[str(sub_type)]
-        elif sub_type == "MailboxFull":
-            kind, reason = "soft", "mailboxfull"
-        elif kind == "hard":
-            kind = "soft"
-    elif bounce_type != "Permanent":
-        kind = "soft" if kind == "hard" else kind
-    return BounceResult(
-        recipient=address,
-        kind=kind,  # type: ignore[arg-type]
-        reason=reason,
-        status=status,
-        diagnostic=diagnostic,
-        remote_domain=domain_of(address),
+def _bounce(
+    bounce: Mapping[str, Any], recipient: Mapping[str, Any], message_id: str
+) -> BounceResult:
+    """SES's bounceType is its verdict: Permanent is hard, anything else soft, and a few
+    Transient subtypes are final (the message was refused, or the mailbox is full)."""
+    bounce_type, sub_type = bounce.get("bounceType"), str(bounce.get("bounceSubType"))
+    kind: Kind
+    final = bounce_type == "Transient" and sub_type in _TRANSIENT_FINAL
+    if final:
+        kind, reason = _TRANSIENT_FINAL[sub_type]
+    elif bounce_type == "Permanent":
+        kind, reason = "hard", "suppressed" if "Suppress" in sub_type else "userunknown"
+    else:
+        kind, reason = "soft", "undefined"
+    return verdict(
+        str(recipient["emailAddress"]).lower(),
+        kind,
+        reason,
+        str(recipient.get("status") or ""),
+        str(recipient.get("diagnosticCode") or ""),
+        final=final,
+        message_id=message_id,
         action=str(recipient.get("action") or ""),
         remote_mta=str(bounce.get("reportingMTA") or ""),
     )
