@@ -14,3 +14,13 @@ class InvalidInput(ValueError):
 
 class NotFound(InvalidInput):
     """The input names something that does not exist (HTTP 404 where an API answers)."""
+
+
+class Conflict(InvalidInput):
+    """The input is well formed but the state forbids it now (HTTP 409): a send that is not
+    running cannot pause, a list with no new stories has no digest."""
+
+
+class Unavailable(Exception):
+    """A service the action needs (SMTP server, mailbox) did not answer: CLI exit 1,
+    HTTP 503. The message is one line for the operator."""

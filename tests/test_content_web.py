@@ -117,7 +117,7 @@ def test_digest_draft_over_the_api_and_the_archive(client: TestClient) -> None:
     assert none.status_code == 409
     assert "no new stories" in none.json()["detail"]
     unknown = client.post("/api/digests", json={"list": "weekly"}, headers=AUTH)
-    assert unknown.status_code == 422 and "weekly" in unknown.text
+    assert unknown.status_code == 404 and "weekly" in unknown.text
 
     post_story(client, SAMPLE.read_bytes(), "text/plain")
     created = client.post("/api/digests", json={"list": "daily"}, headers=AUTH)

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import click
 
-from newsletter.commands.common import InputError, ServiceError, emit_json, handled, settings
+from newsletter.bounces import actions
+from newsletter.commands.common import (
+    ServiceError,
+    emit_json,
+    handled,
+    perform,
+    settings,
+)
 
 
 @click.group(name="bounces")
@@ -27,20 +34,18 @@ def bounces() -> None:
 
 @bounces.command("ingest")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
 @handled
-def ingest_cmd(files: tuple[Path, ...]) -> None:
+def ingest_cmd(files: tuple[Path, ...], as_json: bool) -> None:
     """Record the bounces in .eml or .mbox FILES (an operator's mailbox export)."""
-    from newsletter.bounces.ingest import ingest, parse_files
-    from newsletter.db import session_scope
-
-    s = settings()
-    parsed, skipped = parse_files(list(files), s.bounce_max_bytes)
-    with session_scope() as session:
-        report = ingest(session, s, parsed)
-    for line in skipped:
+    report = perform(actions.ingest_files, list(files))
+    if as_json:
+        emit_json(report)
+        return
+    for line in report["skipped"]:
         click.echo(f"skipped {line}", err=True)
-    actions = ", ".join(f"{k} {v}" for k, v in sorted(report.actions.items())) or "nothing"
-    click.echo(f"{report.messages} bounce messages from {len(files)} files: {actions}")
+    done = ", ".join(f"{k} {v}" for k, v in report["actions"].items()) or "nothing"
+    click.echo(f"{report['messages']} bounce messages from {len(files)} files: {done}")
 
 
 @bounces.command("list")
@@ -51,11 +56,7 @@ def ingest_cmd(files: tuple[Path, ...]) -> None:
 @handled
 def list_cmd(as_json: bool, kind: str | None, limit: int, days: int) -> None:
     """Recent bounces, and policy blocks counted per receiving domain."""
-    from newsletter.bounces.report import bounce_report
-    from newsletter.db import session_scope
-
-    with session_scope() as session:
-        report = bounce_report(session, limit=limit, kind=kind, days=days)
+    report = perform(actions.report, limit=limit, kind=kind, days=days)
     if as_json:
         emit_json(report)
         return
@@ -79,36 +80,29 @@ def list_cmd(as_json: bool, kind: str | None, limit: int, days: int) -> None:
 
 @bounces.command("unsuppress")
 @click.argument("email")
+@click.option("--json", "as_json", is_flag=True)
 @handled
-def unsuppress_cmd(email: str) -> None:
+def unsuppress_cmd(email: str, as_json: bool) -> None:
     """Lift the suppression of EMAIL and make the subscriber active again."""
-    from newsletter.bounces.handling import unsuppress
-    from newsletter.db import session_scope
-
-    with session_scope() as session:
-        changed = unsuppress(session, settings(), email)
-    if not changed:
-        raise InputError(f"{email} is not suppressed")
-    click.echo(f"{email}: suppression lifted")
+    record = perform(actions.unsuppress, email)
+    if as_json:
+        emit_json(record)
+    else:
+        click.echo(f"{email}: suppression lifted")
 
 
 @bounces.command("poll")
+@click.option("--json", "as_json", is_flag=True)
 @handled
-def poll_cmd() -> None:
+def poll_cmd(as_json: bool) -> None:
     """Read NEWSLETTER_BOUNCE_MAILBOX_URL once and record what is there."""
-    from newsletter.bounces.poller import poll_mailbox
-
-    try:
-        report = poll_mailbox(settings())
-    except OSError as exc:  # includes ssl errors and socket timeouts
-        raise ServiceError(f"bounce mailbox unreachable: {exc.__class__.__name__}") from None
-    except Exception as exc:  # imaplib/poplib protocol errors (login refused...)
-        if exc.__class__.__module__ in ("imaplib", "poplib"):
-            raise ServiceError(f"bounce mailbox refused: {exc}") from None
-        raise
+    report = perform(actions.poll)
+    if as_json:
+        emit_json(report)
+        return
     click.echo(
-        f"fetched {report.fetched}, recorded {report.recorded}, refused {report.refused}, "
-        f"failed {report.failed}"
+        f"fetched {report['fetched']}, recorded {report['recorded']}, "
+        f"refused {report['refused']}, failed {report['failed']}"
     )
 
 

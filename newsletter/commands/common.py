@@ -14,9 +14,13 @@ import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from newsletter.config import ConfigError, Settings, get_settings
-from newsletter.errors import InvalidInput
+from newsletter.effects import Done
+from newsletter.errors import InvalidInput, Unavailable
+from workers import gateway
+from workers.gateway import BrokerUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class InputError(click.ClickException):
@@ -46,12 +50,20 @@ def handled(func: F) -> F:
             raise InputError(exc.message) from None
         except ConfigError as exc:
             raise InputError(f"configuration error: {exc}") from None
+        except (Unavailable, BrokerUnavailable) as exc:
+            raise ServiceError(str(exc)) from None
         except OperationalError as exc:
             raise ServiceError(f"database unreachable: {exc.orig}") from None
         except SQLAlchemyError as exc:
             raise ServiceError(f"database error: {exc.__class__.__name__}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def perform(action: Callable[..., Done[T]], *args: Any, **kwargs: Any) -> T:
+    """Run a domain action through the gateway (one transaction, then its effects)."""
+    settings()
+    return gateway.perform(action, *args, **kwargs)
 
 
 def emit_json(value: Any) -> None:

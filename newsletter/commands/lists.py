@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from newsletter.commands.common import emit_json, handled
+from newsletter.commands.common import emit_json, handled, perform
+from newsletter.subscriptions import actions
 
 
 @click.group(name="lists")
 def lists_group() -> None:
-    """Mailing lists."""
+    """Mailing lists: create, update, delete, list."""
+
+
+def _show(record: dict[str, Any], verb: str, as_json: bool) -> None:
+    if as_json:
+        emit_json(record)
+    else:
+        click.echo(f"{verb} list {record['slug']}")
 
 
 @lists_group.command("create")
@@ -17,25 +27,63 @@ def lists_group() -> None:
 @click.option("--name", required=True)
 @click.option("--schedule", default=None, help="Cron expression, e.g. '0 7 * * *'.")
 @click.option("--timezone", default="UTC", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
 @handled
-def lists_create(slug: str, name: str, schedule: str | None, timezone: str) -> None:
-    from newsletter.db import session_scope
-    from newsletter.subscriptions.lists import create_list
+def lists_create(slug: str, name: str, schedule: str | None, timezone: str, as_json: bool) -> None:
+    _show(perform(actions.create_list, slug, name, schedule, timezone), "created", as_json)
 
-    with session_scope() as session:
-        m = create_list(session, slug, name, schedule, timezone)
-        click.echo(f"created list {m.slug}")
+
+@lists_group.command("update")
+@click.argument("slug")
+@click.option("--name", default=None)
+@click.option("--schedule", default=None, help="Cron expression; '' or 'none' for no schedule.")
+@click.option("--timezone", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def lists_update(
+    slug: str, name: str | None, schedule: str | None, timezone: str | None, as_json: bool
+) -> None:
+    """Change a list's name, schedule or time zone (its slug stays: links carry it)."""
+    clear = schedule is not None and schedule.strip().lower() in ("", "none")
+    record = perform(
+        actions.update_list,
+        slug,
+        name=name,
+        schedule=None if clear else schedule,
+        timezone=timezone,
+        clear_schedule=clear,
+    )
+    _show(record, "updated", as_json)
+
+
+@lists_group.command("delete")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Do not ask; needed without a terminal.")
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def lists_delete(slug: str, yes: bool, as_json: bool) -> None:
+    """Delete a list with its subscriptions and digests; the subscribers stay."""
+    from newsletter.commands.common import InputError
+
+    if not yes:
+        if not click.get_text_stream("stdin").isatty():
+            raise InputError(f"deleting {slug} needs --yes")
+        click.confirm(f"Delete list {slug} with its subscriptions and digests?", abort=True)
+    record = perform(actions.delete_list, slug)
+    if as_json:
+        emit_json(record)
+    else:
+        click.echo(
+            f"deleted list {slug} ({record['subscriptions']} subscriptions, "
+            f"{record['digests']} digests)"
+        )
 
 
 @lists_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def lists_list(as_json: bool) -> None:
-    from newsletter.db import session_scope
-    from newsletter.subscriptions.lists import list_records
-
-    with session_scope() as session:
-        rows = list_records(session)
+    rows = perform(actions.list_lists)
     if as_json:
         emit_json(rows)
         return

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from newsletter.commands.common import InputError, ServiceError, emit_json, handled, settings
-
-
-def enqueue(digest_id: int, ranges: list[tuple[int, int]]) -> None:
-    from workers.tasks import enqueue_ranges
-
-    try:
-        enqueue_ranges(digest_id, ranges)
-    except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; one line for the operator
-        raise ServiceError(f"broker unreachable: {exc.__class__.__name__}: {exc}") from None
+from newsletter.commands.common import InputError, emit_json, handled, perform
+from newsletter.effects import Done
+from newsletter.sending import actions
 
 
 def status_of(digest_id: int) -> dict[str, Any]:
-    from newsletter.db import session_scope
-    from newsletter.sending.control import get_digest, send_status
-
-    with session_scope() as session:
-        return send_status(session, get_digest(session, digest_id))
+    return perform(actions.status, digest_id)
 
 
 def print_status(st: dict[str, Any]) -> None:
@@ -36,6 +26,10 @@ def print_status(st: dict[str, Any]) -> None:
         click.echo(f"  paused: {st['pause_reason']}")
 
 
+def show(st: dict[str, Any], as_json: bool) -> None:
+    emit_json(st) if as_json else print_status(st)
+
+
 @click.group()
 def sends() -> None:
     """Sends: list, status, pause, resume, cancel, retry."""
@@ -45,11 +39,7 @@ def sends() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def sends_list(as_json: bool) -> None:
-    from newsletter.db import session_scope
-    from newsletter.sending.control import list_sends
-
-    with session_scope() as session:
-        rows = list_sends(session)
+    rows = perform(actions.list_sends)
     if as_json:
         emit_json(rows)
         return
@@ -62,28 +52,11 @@ def sends_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def sends_status(send_id: int, as_json: bool) -> None:
-    st = status_of(send_id)
-    emit_json(st) if as_json else print_status(st)
+    show(status_of(send_id), as_json)
 
 
-def _control(send_id: int, as_json: bool, action: str) -> None:
-    from newsletter.db import session_scope
-    from newsletter.sending import control
-
-    with session_scope() as session:
-        if action == "pause":
-            control.operator_pause(session, send_id)
-            ranges: list[tuple[int, int]] = []
-        elif action == "resume":
-            ranges = control.operator_resume(session, settings(), send_id)
-        elif action == "cancel":
-            control.cancel(session, send_id)
-            ranges = []
-        else:
-            ranges = control.retry_failed(session, settings(), send_id)
-    enqueue(send_id, ranges)
-    st = status_of(send_id)
-    emit_json(st) if as_json else print_status(st)
+def _steer(action: Callable[..., Done[dict[str, Any]]], send_id: int, as_json: bool) -> None:
+    show(perform(action, send_id), as_json)
 
 
 @sends.command("pause")
@@ -91,7 +64,7 @@ def _control(send_id: int, as_json: bool, action: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def sends_pause(send_id: int, as_json: bool) -> None:
-    _control(send_id, as_json, "pause")
+    _steer(actions.pause, send_id, as_json)
 
 
 @sends.command("resume")
@@ -99,7 +72,7 @@ def sends_pause(send_id: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def sends_resume(send_id: int, as_json: bool) -> None:
-    _control(send_id, as_json, "resume")
+    _steer(actions.resume, send_id, as_json)
 
 
 @sends.command("cancel")
@@ -107,7 +80,7 @@ def sends_resume(send_id: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def sends_cancel(send_id: int, as_json: bool) -> None:
-    _control(send_id, as_json, "cancel")
+    _steer(actions.cancel, send_id, as_json)
 
 
 @sends.command("retry")
@@ -118,4 +91,4 @@ def sends_cancel(send_id: int, as_json: bool) -> None:
 def sends_retry(send_id: int, failed: bool, as_json: bool) -> None:
     if not failed:
         raise InputError("say which deliveries to retry: --failed")
-    _control(send_id, as_json, "retry")
+    _steer(actions.retry_failed, send_id, as_json)

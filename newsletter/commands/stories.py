@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from newsletter.commands.common import emit_json, handled, settings
+from newsletter.commands.common import emit_json, handled, perform
+from newsletter.stories import actions
 
 
 @click.group()
@@ -24,40 +25,33 @@ def stories_add(files: tuple[Path, ...], list_slug: str | None, as_json: bool) -
 
     Every file is checked before any is stored: one bad file stores nothing.
     """
-    from newsletter.db import session_scope
-    from newsletter.stories.store import add_story_files, story_record
-
-    base = settings().base_url
-    with session_scope() as session:
-        report = add_story_files(session, list(files), list_slug)
-        added = [story_record(s, base, list_slug) for s in report.added]
+    report = perform(actions.add_files, list(files), list_slug)
     if as_json:
-        emit_json({"added": added, "skipped": report.skipped})
+        emit_json(report)
         return
-    for record in added:
+    for record in report["added"]:
         click.echo(f"added {record['slug']}: {record['title']}")
-    for source in report.skipped:
+    for source in report["skipped"]:
         click.echo(f"skipped {source}: already stored")
-    click.echo(f"{len(added)} added, {len(report.skipped)} already stored")
+    click.echo(f"{len(report['added'])} added, {len(report['skipped'])} already stored")
 
 
 @stories.command("import-feed")
 @click.argument("url_or_file")
 @click.option("--list", "list_slug", default=None, help="Only for this list (default: all).")
+@click.option("--json", "as_json", is_flag=True)
 @handled
-def stories_import_feed(url_or_file: str, list_slug: str | None) -> None:
+def stories_import_feed(url_or_file: str, list_slug: str | None, as_json: bool) -> None:
     """Import the entries of an RSS or Atom feed, skipping those already stored."""
-    from newsletter.db import session_scope
-    from newsletter.stories.feeds import import_feed
-
-    with session_scope() as session:
-        result = import_feed(session, url_or_file, list_slug)
-        slugs = [s.slug for s in result.report.added]
-    for slug in slugs:
-        click.echo(f"added {slug}")
+    report = perform(actions.import_feed, url_or_file, list_slug)
+    if as_json:
+        emit_json(report)
+        return
+    for record in report["added"]:
+        click.echo(f"added {record['slug']}")
     click.echo(
-        f"{result.title}: {len(slugs)} added, {len(result.report.skipped)} already stored "
-        f"of {result.entries} entries"
+        f"{report['feed']}: {len(report['added'])} added, {len(report['skipped'])} already "
+        f"stored of {report['entries']} entries"
     )
 
 
@@ -67,11 +61,7 @@ def stories_import_feed(url_or_file: str, list_slug: str | None) -> None:
 @handled
 def stories_list(list_slug: str | None, as_json: bool) -> None:
     """Newest first."""
-    from newsletter.db import session_scope
-    from newsletter.stories.store import story_records
-
-    with session_scope() as session:
-        rows = story_records(session, settings().base_url, list_slug)
+    rows = perform(actions.list_stories, list_slug)
     if as_json:
         emit_json(rows)
         return

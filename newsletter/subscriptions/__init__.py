@@ -1,1 +1,2 @@
-"""Subscriptions: lists, subscribe, confirm, unsubscribe, erase, consent, tokens, the confirmation mail."""
+"""Subscriptions: lists, subscribe, confirm, unsubscribe, erase, consent, tokens, and the
+confirmation mail."""

@@ -6,13 +6,20 @@ import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from newsletter.errors import InvalidInput, NotFound
+from newsletter.errors import Conflict, InvalidInput, NotFound
 from newsletter.models import MailingList
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+
+def _check_zone(timezone: str) -> None:
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput("timezone", f"{timezone!r} is not a known time zone.") from None
 
 
 def create_list(
@@ -31,10 +38,7 @@ def create_list(
         raise InvalidInput("name", "A list needs a name of at most 200 characters.")
     if schedule and not croniter.is_valid(schedule):
         raise InvalidInput("schedule", f"{schedule!r} is not a cron expression.")
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput("timezone", f"{timezone!r} is not a known time zone.") from None
+    _check_zone(timezone)
     if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
         raise InvalidInput("slug", f"A list called {slug!r} exists already.")
     mlist = MailingList(
@@ -51,10 +55,7 @@ def create_list(
 
 def list_records(session: Session) -> list[dict[str, object]]:
     rows = session.scalars(select(MailingList).order_by(MailingList.slug))
-    return [
-        {"slug": m.slug, "name": m.name, "schedule": m.schedule, "timezone": m.timezone}
-        for m in rows
-    ]
+    return [list_record(m) for m in rows]
 
 
 def find_list(session: Session, slug: str | None) -> MailingList:
@@ -65,3 +66,69 @@ def find_list(session: Session, slug: str | None) -> MailingList:
     if found is None:
         raise NotFound("list", f"There is no newsletter called {slug!r}.")
     return found
+
+
+def list_record(mlist: MailingList) -> dict[str, object]:
+    return {
+        "slug": mlist.slug,
+        "name": mlist.name,
+        "schedule": mlist.schedule,
+        "timezone": mlist.timezone,
+    }
+
+
+def update_list(
+    session: Session,
+    slug: str,
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+    timezone: str | None = None,
+    clear_schedule: bool = False,
+) -> MailingList:
+    """Change what an operator may change; the slug (in every link and List-Id) stays."""
+    mlist = find_list(session, slug)
+    if name is not None:
+        name = " ".join(name.split())
+        if not name or len(name) > 200:
+            raise InvalidInput("name", "A list needs a name of at most 200 characters.")
+        mlist.name = name
+    if clear_schedule:
+        mlist.schedule = None
+    elif schedule is not None:
+        if not croniter.is_valid(schedule):
+            raise InvalidInput("schedule", f"{schedule!r} is not a cron expression.")
+        mlist.schedule = schedule
+    if timezone is not None:
+        _check_zone(timezone)
+        mlist.timezone = timezone
+    session.flush()
+    return mlist
+
+
+def delete_list(session: Session, slug: str) -> dict[str, int]:
+    """Delete a list with its subscriptions and digests (and their ledger); the people stay.
+
+    Stories meant only for this list become stories for every list rather than vanish.
+    """
+    from sqlalchemy import func
+
+    from newsletter.models import Digest, Subscription
+
+    mlist = find_list(session, slug)
+    subscriptions = session.scalar(
+        select(func.count()).select_from(Subscription).where(Subscription.list_id == mlist.id)
+    )
+    digests = session.scalar(
+        select(func.count()).select_from(Digest).where(Digest.list_id == mlist.id)
+    )
+    sending = session.scalar(
+        select(Digest.id)
+        .where(Digest.list_id == mlist.id, Digest.status.in_(("sending", "paused")))
+        .limit(1)
+    )
+    if sending is not None:
+        raise Conflict("slug", f"List {slug!r} has send {sending} under way; cancel it first.")
+    session.execute(delete(MailingList).where(MailingList.id == mlist.id))
+    session.expunge(mlist)
+    return {"subscriptions": int(subscriptions or 0), "digests": int(digests or 0)}

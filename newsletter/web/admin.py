@@ -1,89 +1,93 @@
-"""Admin API under /api/, behind the bearer token. Each route is a few lines over newsletter/."""
+"""Admin API under /api/, behind the bearer token: lists and subscribers, and /metrics.
+
+Each route parses, calls one action (newsletter/*/actions.py) and returns its value.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.errors import InvalidInput
 from newsletter.models import BounceEvent, Delivery, Subscriber, Subscription
-from newsletter.subscriptions.consent import ConsentRecord, subscribe
-from newsletter.subscriptions.lists import create_list, list_records
-from newsletter.subscriptions.subscribers import subscriber_records
+from newsletter.subscriptions import actions
+from newsletter.web.api import call
 from newsletter.web.auth import require_admin
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_admin)])
 
 
-def bad_input(exc: InvalidInput) -> HTTPException:
-    return HTTPException(422, [{"field": exc.field, "message": exc.message}])
-
-
 class ListIn(BaseModel):
-    slug: str
-    name: str
-    schedule: str | None = None
-    timezone: str = "UTC"
+    slug: str = Field(max_length=64)
+    name: str = Field(max_length=200)
+    schedule: str | None = Field(None, max_length=100)
+    timezone: str = Field("UTC", max_length=64)
+
+
+class ListUpdate(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    schedule: str | None = Field(None, max_length=100, description="null keeps it, '' removes it")
+    timezone: str | None = Field(None, max_length=64)
 
 
 class SubscriberIn(BaseModel):
-    email: str
-    list: str
-    name: str = ""
+    email: str = Field(max_length=320)
+    list: str = Field(max_length=64)
+    name: str = Field("", max_length=200)
     confirmed: bool = False
 
 
-@router.get("/lists")
+class EraseIn(BaseModel):
+    email: str = Field(max_length=320)
+
+
+@router.get("/lists", tags=["lists"])
 def get_lists() -> list[dict[str, Any]]:
-    with session_scope() as session:
-        return list_records(session)
+    return call(actions.list_lists)
 
 
-@router.post("/lists", status_code=201)
+@router.post("/lists", status_code=201, tags=["lists"])
 def post_list(body: ListIn) -> dict[str, Any]:
-    try:
-        with session_scope() as session:
-            m = create_list(session, body.slug, body.name, body.schedule, body.timezone)
-            return {"slug": m.slug, "name": m.name, "schedule": m.schedule, "timezone": m.timezone}
-    except InvalidInput as exc:
-        raise bad_input(exc) from None
+    return call(actions.create_list, body.slug, body.name, body.schedule, body.timezone)
 
 
-@router.get("/subscribers")
+@router.patch("/lists/{slug}", tags=["lists"])
+def patch_list(slug: str, body: ListUpdate) -> dict[str, Any]:
+    clear = body.schedule is not None and not body.schedule.strip()
+    return call(
+        actions.update_list,
+        slug,
+        name=body.name,
+        schedule=None if clear else body.schedule,
+        timezone=body.timezone,
+        clear_schedule=clear,
+    )
+
+
+@router.delete("/lists/{slug}", tags=["lists"])
+def delete_list(slug: str) -> dict[str, Any]:
+    """The list with its subscriptions and digests; the subscribers stay."""
+    return call(actions.delete_list, slug)
+
+
+@router.get("/subscribers", tags=["subscribers"])
 def get_subscribers(list: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
-    try:
-        with session_scope() as session:
-            return [*subscriber_records(session, list)]
-    except InvalidInput as exc:
-        raise bad_input(exc) from None
+    return call(actions.list_subscribers, list)
 
 
-@router.post("/subscribers", status_code=201)
+@router.post("/subscribers", status_code=201, tags=["subscribers"])
 def post_subscriber(body: SubscriberIn) -> dict[str, Any]:
-    from workers.tasks import send_confirmation
+    """Add one address; without `confirmed` it gets the confirmation mail."""
+    return call(actions.add_subscriber, body.email, body.list, body.name, body.confirmed)
 
-    settings = get_settings()
-    try:
-        with session_scope() as session:
-            result = subscribe(
-                session,
-                settings,
-                email=body.email,
-                name=body.name,
-                list_slug=body.list,
-                consent=ConsentRecord(source="admin"),
-                confirmed=body.confirmed,
-            )
-    except InvalidInput as exc:
-        raise bad_input(exc) from None
-    if result.send_confirmation and result.subscription_id is not None:
-        send_confirmation.delay(result.subscription_id)
-    return {"outcome": result.outcome.value}
+
+@router.post("/subscribers/erase", tags=["subscribers"])
+def erase_subscriber(body: EraseIn) -> dict[str, Any]:
+    """Delete everything about a person; keep only an anonymous suppression hash."""
+    return call(actions.erase_subscriber, body.email)
 
 
 def prometheus_metrics() -> str:

@@ -8,26 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.digests.archive import archived_digest, archived_digests, digest_record
-from newsletter.digests.compose import compose_digest
-from newsletter.errors import InvalidInput
+from newsletter.digests import actions as digests
+from newsletter.digests.archive import archived_digest, archived_digests
+from newsletter.sending import actions as sending
+from newsletter.stories import actions as stories
 from newsletter.stories.drafts import MAX_BYTES
-from newsletter.stories.parse import parse_story_bytes
 from newsletter.stories.store import (
-    find_list_or_none,
     get_story,
-    store_stories,
     story_paragraphs,
-    story_record,
-    story_records,
 )
-from newsletter.subscriptions.lists import find_list
+from newsletter.web.api import call
 from newsletter.web.auth import require_admin
 from newsletter.web.pages import page
 
@@ -40,10 +36,6 @@ CONTENT_TYPES = {
     "text/x-markdown": "markdown",
     "text/plain": "text",
 }
-
-
-def _bad(exc: InvalidInput) -> HTTPException:
-    return HTTPException(422, [{"field": exc.field, "message": exc.message}])
 
 
 # Reader pages ------------------------------------------------------------------------------
@@ -76,15 +68,21 @@ def archive_digest(request: Request, digest_id: int) -> HTMLResponse:
         return page(request, "archive_digest.html", digest=digest, entries=entries)
 
 
-# Admin API --------------------------------------------------------------------------------------
+# Admin API --------------------------------------------------------------------------------
 
 
 class DigestIn(BaseModel):
-    list: str
-    period_key: str | None = None
+    list: str = Field(max_length=64)
+    period_key: str | None = Field(None, max_length=64)
 
 
-@router.post("/api/stories", dependencies=admin, status_code=201)
+class TestIn(BaseModel):
+    list: str = Field(max_length=64)
+    to: str = Field(max_length=320)
+    digest_id: int | None = Field(None, ge=1, le=2**31 - 1)
+
+
+@router.post("/api/stories", dependencies=admin, status_code=201, tags=["stories"])
 async def post_stories(request: Request, list: str | None = None) -> JSONResponse:  # noqa: A002
     """A story as JSON (object or array), Markdown with front matter, or plain text."""
     declared = int(request.headers.get("content-length") or 0)
@@ -92,41 +90,41 @@ async def post_stories(request: Request, list: str | None = None) -> JSONRespons
         raise HTTPException(413, f"A story body may be at most {MAX_BYTES // 2**20} MB.")
     data = await request.body()
     mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    fmt = CONTENT_TYPES.get(mime)
-    settings = get_settings()
-    try:
-        drafts = parse_story_bytes(data, "request body", fmt)
-        with session_scope() as session:
-            mailing_list = find_list_or_none(session, list)
-            report = store_stories(session, drafts, mailing_list)
-            added = [story_record(s, settings.base_url, list) for s in report.added]
-    except InvalidInput as exc:
-        raise _bad(exc) from None
-    body = {"added": added, "skipped": len(report.skipped)}
-    return JSONResponse(body, status_code=201 if added else 200)
+    report = await run_in_threadpool(call, stories.add_body, data, CONTENT_TYPES.get(mime), list)
+    body = {"added": report["added"], "skipped": len(report["skipped"])}
+    return JSONResponse(body, status_code=201 if report["added"] else 200)
 
 
-@router.get("/api/stories", dependencies=admin)
+@router.get("/api/stories", dependencies=admin, tags=["stories"])
 def get_stories(list: str | None = None) -> list[dict[str, Any]]:  # noqa: A002
-    try:
-        with session_scope() as session:
-            return story_records(session, get_settings().base_url, list)
-    except InvalidInput as exc:
-        raise _bad(exc) from None
+    return call(stories.list_stories, list)
 
 
-@router.post("/api/digests", dependencies=admin, status_code=201)
+@router.post("/api/digests", dependencies=admin, status_code=201, tags=["digests"])
 def post_digest(body: DigestIn) -> dict[str, Any]:
     """Compose a draft of the list's next digest; 409 when it has no new stories."""
-    settings = get_settings()
-    try:
-        with session_scope() as session:
-            mailing_list = find_list(session, body.list)
-            digest = compose_digest(session, settings, mailing_list, period_key=body.period_key)
-            if digest is None:
-                raise HTTPException(
-                    409, f"List {body.list!r} has no new stories since its previous digest."
-                )
-            return digest_record(digest, settings.base_url)
-    except InvalidInput as exc:
-        raise _bad(exc) from None
+    return call(digests.compose, body.list, body.period_key, plain=True)
+
+
+@router.get("/api/digests", dependencies=admin, tags=["digests"])
+def get_digests(
+    list: str | None = Query(None, max_length=64),  # noqa: A002
+    limit: int = Query(50, ge=1, le=500),
+) -> list[dict[str, Any]]:
+    """Digests newest first: drafts and sends with their status."""
+    return call(digests.list_digests, list, limit)
+
+
+@router.get("/api/digests/preview", dependencies=admin, tags=["digests"])
+def get_preview(list: str = Query(max_length=64)) -> dict[str, Any]:  # noqa: A002
+    """The next digest as a reader would get it (HTML and text), without storing it."""
+    preview = call(digests.preview, list)
+    if preview is None:
+        raise HTTPException(409, f"List {list!r} has no new stories since its previous digest.")
+    return {**preview.record(), "html": preview.html, "text": preview.text}
+
+
+@router.post("/api/digests/test", dependencies=admin, tags=["digests"])
+def post_test(body: TestIn) -> dict[str, Any]:
+    """Send the digest once to one address, outside the ledger."""
+    return call(sending.test_send, body.list, body.to, body.digest_id)

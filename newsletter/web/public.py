@@ -13,20 +13,25 @@ from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
 from newsletter.models import MailingList, SubscriptionStatus
+from newsletter.subscriptions import actions
 from newsletter.subscriptions.consent import (
     ConfirmState,
     ConsentRecord,
     check_confirm,
     confirm,
-    renew_confirmation,
-    subscribe,
     unsubscribe,
     unsubscription,
 )
-from newsletter.subscriptions.tokens import TokenExpired, TokenInvalid, make_unsubscribe_token
+from newsletter.subscriptions.tokens import (
+    ConfirmClaim,
+    TokenExpired,
+    TokenInvalid,
+    make_unsubscribe_token,
+)
 from newsletter.web import csrf
 from newsletter.web.pages import error_page, page
 from newsletter.web.ratelimit import RateLimiter
+from workers.gateway import perform
 
 router = APIRouter()
 
@@ -36,12 +41,6 @@ BAD_LINK = (
     "This link is not valid. It may have been cut short when it was copied, "
     "or replaced by a newer one. Please use the link in the most recent e-mail."
 )
-
-
-def _enqueue_confirmation(subscription_id: int) -> None:
-    from workers.tasks import send_confirmation
-
-    send_confirmation.delay(subscription_id)
 
 
 def _lists() -> list[dict[str, str]]:
@@ -151,21 +150,17 @@ async def subscribe_submit(request: Request) -> Response:
         text_version=settings.consent_version,
     )
     try:
-        with session_scope() as session:
-            result = subscribe(
-                session,
-                settings,
-                email=values["email"],
-                name=values["name"],
-                list_slug=values["list"],
-                consent=consent,
-            )
+        perform(
+            actions.subscribe_reader,
+            email=values["email"],
+            name=values["name"],
+            list_slug=values["list"],
+            consent=consent,
+        )
     except InvalidInput as exc:
         if as_json:
             return JSONResponse({"detail": [{"field": exc.field, "message": exc.message}]}, 422)
         return _form_page(request, 422, values, {exc.field: exc.message})
-    if result.send_confirmation and result.subscription_id is not None:
-        _enqueue_confirmation(result.subscription_id)
     return _accepted(request, as_json)
 
 
@@ -234,12 +229,11 @@ def confirm_renew(request: Request, token: str) -> HTMLResponse:
             check_confirm(session, settings, token)
         return error_page(request, 400, "Link still valid", "This link has not expired: use it.")
     except TokenExpired as exc:
-        with session_scope() as session:
-            result = renew_confirmation(session, settings, exc.payload)  # type: ignore[arg-type]
+        claim = exc.payload
+        assert isinstance(claim, ConfirmClaim)
+        perform(actions.renew_link, claim)
     except TokenInvalid:
         return error_page(request, 400, "Link not valid", BAD_LINK)
-    if result.send_confirmation and result.subscription_id is not None:
-        _enqueue_confirmation(result.subscription_id)
     return page(request, "subscribe_done.html")
 
 

@@ -1,0 +1,126 @@
+"""Operator actions on sends: one function each, called by the CLI, the API and the console.
+
+Each returns the send's status (the same object everywhere: id, status, the counts) and,
+where batches must run, a SendBatches effect that workers/gateway.py queues after commit.
+"""
+
+from __future__ import annotations
+
+from email.utils import make_msgid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.digests.compose import compose_digest
+from newsletter.effects import Done, Effect, Range, SendBatches
+from newsletter.errors import Conflict, NotFound, Unavailable
+from newsletter.mail.dkim import keys_from_settings
+from newsletter.mail.fastpath import DigestTemplate, Recipient
+from newsletter.mail.smtp import SmtpTransport
+from newsletter.models import Digest, DigestStatus, MailingList
+from newsletter.sending import control
+from newsletter.sending.job import start_send
+from newsletter.subscriptions.addresses import normalise_email
+from newsletter.subscriptions.lists import find_list
+
+Status = dict[str, Any]
+
+
+def _batches(digest_id: int, ranges: list[Range]) -> tuple[Effect, ...]:
+    # Queued even when empty: the gateway then still writes the rest of an incomplete ledger.
+    return (SendBatches(digest_id, tuple(ranges)),)
+
+
+def pick_digest(
+    session: Session, settings: Settings, list_slug: str, digest_id: int | None
+) -> Digest:
+    """The given digest, else the list's newest draft, else a freshly composed one."""
+    mlist = find_list(session, list_slug)
+    if digest_id is not None:
+        found = session.get(Digest, digest_id)
+        if found is None or found.list_id != mlist.id:
+            raise NotFound("digest", f"there is no digest {digest_id} of list {list_slug}")
+        return found
+    draft = session.scalar(
+        select(Digest)
+        .where(Digest.list_id == mlist.id, Digest.status == DigestStatus.draft)
+        .order_by(Digest.id.desc())
+        .limit(1)
+    )
+    if draft is None:
+        draft = compose_digest(session, settings, mlist)
+    if draft is None:
+        raise Conflict(
+            "list", f"{list_slug}: no new stories since the previous digest; nothing to send"
+        )
+    return draft
+
+
+def send(
+    session: Session, settings: Settings, list_slug: str, digest_id: int | None = None
+) -> Done[Status]:
+    """Start sending a digest to every confirmed subscriber of the list."""
+    digest = pick_digest(session, settings, list_slug, digest_id)
+    ranges = start_send(session, settings, digest)
+    return Done(control.send_status(session, digest), _batches(digest.id, ranges))
+
+
+def test_send(
+    session: Session, settings: Settings, list_slug: str, to: str, digest_id: int | None = None
+) -> Done[dict[str, Any]]:
+    """The digest once to one address, outside the ledger, exactly as a reader gets it."""
+    email = normalise_email(to)
+    digest = pick_digest(session, settings, list_slug, digest_id)
+    mlist = session.get(MailingList, digest.list_id)
+    assert mlist is not None
+    template = DigestTemplate(
+        settings=settings,
+        digest_id=digest.id,
+        list_slug=mlist.slug,
+        list_name=mlist.name,
+        subject=f"[TEST] {digest.subject}",
+        text=digest.text,
+        html=digest.html,
+        dkim_keys=keys_from_settings(settings),
+    )
+    raw = template.render(
+        Recipient(0, email, "", 0), message_id=make_msgid(domain=settings.sender_domain)
+    )
+    transport = SmtpTransport(settings.smtp)
+    try:
+        transport.send(raw, template.envelope_sender(0), [email])
+    except Exception as exc:  # noqa: BLE001 - any SMTP or socket failure is one line
+        raise Unavailable(f"SMTP: {exc.__class__.__name__}: {exc}") from None
+    finally:
+        transport.close()
+    return Done({"digest": digest.id, "to": email, "subject": f"[TEST] {digest.subject}"})
+
+
+def status(session: Session, settings: Settings, send_id: int) -> Done[Status]:
+    return Done(control.send_status(session, control.get_digest(session, send_id)))
+
+
+def list_sends(session: Session, settings: Settings) -> Done[list[Status]]:
+    return Done(control.list_sends(session))
+
+
+def pause(session: Session, settings: Settings, send_id: int) -> Done[Status]:
+    control.operator_pause(session, send_id)
+    return Done(status(session, settings, send_id).value, _batches(send_id, []))
+
+
+def resume(session: Session, settings: Settings, send_id: int) -> Done[Status]:
+    ranges = control.operator_resume(session, settings, send_id)
+    return Done(status(session, settings, send_id).value, _batches(send_id, ranges))
+
+
+def cancel(session: Session, settings: Settings, send_id: int) -> Done[Status]:
+    control.cancel(session, send_id)
+    return Done(status(session, settings, send_id).value, _batches(send_id, []))
+
+
+def retry_failed(session: Session, settings: Settings, send_id: int) -> Done[Status]:
+    ranges = control.retry_failed(session, settings, send_id)
+    return Done(status(session, settings, send_id).value, _batches(send_id, ranges))

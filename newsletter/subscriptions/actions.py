@@ -1,0 +1,160 @@
+"""Operator and reader actions on lists and subscriptions: one function each.
+
+The CLI, the admin API and the public pages call these through workers.gateway.perform,
+so they cannot disagree. Each takes the session and settings first, changes the store
+(flushing, never committing), and returns `Done`: the value the face shows and the
+effects to queue once the transaction has committed (the confirmation mail).
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.effects import Done, Effect, SendConfirmation
+from newsletter.errors import InvalidInput, NotFound
+from newsletter.subscriptions import lists
+from newsletter.subscriptions.consent import (
+    ConsentRecord,
+    Outcome,
+    SubscribeResult,
+    renew_confirmation,
+    subscribe,
+)
+from newsletter.subscriptions.erase import erase
+from newsletter.subscriptions.subscribers import import_csv, subscriber_records
+from newsletter.subscriptions.tokens import ConfirmClaim
+
+
+def _confirmation(result: SubscribeResult) -> tuple[Effect, ...]:
+    if result.send_confirmation and result.subscription_id is not None:
+        return (SendConfirmation(result.subscription_id),)
+    return ()
+
+
+# Lists ------------------------------------------------------------------------------------
+
+
+def create_list(
+    session: Session,
+    settings: Settings,
+    slug: str,
+    name: str,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+) -> Done[dict[str, object]]:
+    return Done(lists.list_record(lists.create_list(session, slug, name, schedule, timezone)))
+
+
+def update_list(
+    session: Session,
+    settings: Settings,
+    slug: str,
+    *,
+    name: str | None = None,
+    schedule: str | None = None,
+    timezone: str | None = None,
+    clear_schedule: bool = False,
+) -> Done[dict[str, object]]:
+    mlist = lists.update_list(
+        session,
+        slug,
+        name=name,
+        schedule=schedule,
+        timezone=timezone,
+        clear_schedule=clear_schedule,
+    )
+    return Done(lists.list_record(mlist))
+
+
+def delete_list(session: Session, settings: Settings, slug: str) -> Done[dict[str, object]]:
+    removed = lists.delete_list(session, slug)
+    return Done({"slug": slug, "deleted": True, **removed})
+
+
+def list_lists(session: Session, settings: Settings) -> Done[list[dict[str, object]]]:
+    return Done(lists.list_records(session))
+
+
+# Subscribers ------------------------------------------------------------------------------
+
+
+def subscribe_reader(
+    session: Session,
+    settings: Settings,
+    *,
+    email: str,
+    name: str | None,
+    list_slug: str | None,
+    consent: ConsentRecord,
+) -> Done[SubscribeResult]:
+    """A reader's own request (form or JSON): a confirmation mail when one is due."""
+    result = subscribe(
+        session, settings, email=email, name=name, list_slug=list_slug, consent=consent
+    )
+    return Done(result, _confirmation(result))
+
+
+def renew_link(session: Session, settings: Settings, claim: ConfirmClaim) -> Done[SubscribeResult]:
+    """An expired confirmation link's "send me a new one" button."""
+    result = renew_confirmation(session, settings, claim)
+    return Done(result, _confirmation(result))
+
+
+def add_subscriber(
+    session: Session,
+    settings: Settings,
+    email: str,
+    list_slug: str,
+    name: str = "",
+    confirmed: bool = False,
+) -> Done[dict[str, Any]]:
+    """An operator adds one address; without --confirmed it gets the confirmation mail."""
+    result = subscribe(
+        session,
+        settings,
+        email=email,
+        name=name,
+        list_slug=list_slug,
+        consent=ConsentRecord(source="admin"),
+        confirmed=confirmed,
+    )
+    if result.outcome is Outcome.suppressed:
+        raise InvalidInput(
+            "email", f"{email} is suppressed (erased, bounced or complained); not added"
+        )
+    value = {"email": email, "list": list_slug, "outcome": result.outcome.value}
+    return Done(value, _confirmation(result))
+
+
+def import_subscribers(
+    session: Session, settings: Settings, stream: IO[str], list_slug: str, confirmed: bool
+) -> Done[dict[str, Any]]:
+    """A CSV with columns email,name: one transaction, a confirmation mail per new row."""
+    try:
+        report = import_csv(session, settings, stream, list_slug, confirmed)
+    except UnicodeDecodeError:
+        raise InvalidInput("file", "not a UTF-8 text file") from None
+    value = {
+        "added": report.added,
+        "confirmation_sent": report.pending,
+        "unchanged": report.unchanged,
+        "suppressed": report.suppressed,
+        "invalid": report.invalid,
+    }
+    return Done(value, tuple(SendConfirmation(i) for i in report.pending_ids))
+
+
+def list_subscribers(
+    session: Session, settings: Settings, list_slug: str | None = None
+) -> Done[list[dict[str, object]]]:
+    return Done([*subscriber_records(session, list_slug)])
+
+
+def erase_subscriber(session: Session, settings: Settings, email: str) -> Done[dict[str, object]]:
+    """Delete everything about a person; keep only an anonymous suppression hash."""
+    if not erase(session, settings, email):
+        raise NotFound("email", f"no subscriber {email}")
+    return Done({"email": email, "erased": True, "suppressed": True})
