@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import threading
+from typing import Any
 
 from celery.signals import worker_process_init, worker_ready
 
@@ -42,7 +43,7 @@ class PermanentRefusal(Exception):
     retry_backoff_max=600,
     max_retries=8,
 )
-def send_confirmation(self, subscription_id: int) -> str:  # type: ignore[no-untyped-def]
+def send_confirmation(self: Any, subscription_id: int) -> str:
     settings = get_settings()
     with session_scope() as session:
         msg = confirmation_email(session, settings, subscription_id)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
-from newsletter.commands.common import emit_json, handled, perform
+from newsletter.commands.common import InputError, emit_json, handled, perform
 from newsletter.subscriptions import actions
 
 
@@ -63,10 +64,8 @@ def lists_update(
 @handled
 def lists_delete(slug: str, yes: bool, as_json: bool) -> None:
     """Delete a list with its subscriptions and digests; the subscribers stay."""
-    from newsletter.commands.common import InputError
-
     if not yes:
-        if not click.get_text_stream("stdin").isatty():
+        if not sys.stdin.isatty():
             raise InputError(f"deleting {slug} needs --yes")
         click.confirm(f"Delete list {slug} with its subscriptions and digests?", abort=True)
     record = perform(actions.delete_list, slug)

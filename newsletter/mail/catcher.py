@@ -93,7 +93,7 @@ def read_caught(folder: Path, key: str) -> CaughtMessage | None:
 
 
 def _parse(raw: bytes) -> EmailMessage:
-    return message_from_bytes(raw, policy=default)  # type: ignore[return-value]
+    return message_from_bytes(raw, policy=default)
 
 
 def _path(folder: Path, key: str) -> Path | None:

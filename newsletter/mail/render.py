@@ -30,7 +30,7 @@ def inline_css(html: str) -> str:
     inlined, the media queries for dark mode and narrow screens, stays in a <style>.
     width attributes are kept because Outlook needs them for a fixed column.
     """
-    inlined = Premailer(
+    inlined: object = Premailer(
         html,
         keep_style_tags=False,
         strip_important=False,
@@ -40,6 +40,7 @@ def inline_css(html: str) -> str:
         disable_basic_attributes=["width"],
         allow_network=False,
     ).transform(pretty_print=False)
+    assert isinstance(inlined, str)
     # lxml drops the doctype; without it clients render in quirks mode.
     if not inlined.lstrip().lower().startswith("<!doctype"):
         inlined = "<!DOCTYPE html>\n" + inlined

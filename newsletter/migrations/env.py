@@ -7,6 +7,7 @@ from newsletter.models import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url")
+assert url, "newsletter.migrate sets sqlalchemy.url"
 
 with engine_for(url).connect() as connection:
     context.configure(

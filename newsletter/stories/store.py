@@ -139,7 +139,9 @@ def story_record(story: Story, base_url: str, list_slug: str | None = None) -> d
     }
 
 
-def story_records(session: Session, base_url: str, list_slug: str | None = None) -> list[dict]:
+def story_records(
+    session: Session, base_url: str, list_slug: str | None = None
+) -> list[dict[str, Any]]:
     """Newest first; with a list, its own stories and those meant for every list."""
     query = select(Story, MailingList.slug).outerjoin(MailingList, Story.list_id == MailingList.id)
     if list_slug:

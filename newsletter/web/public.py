@@ -209,7 +209,7 @@ def confirm_submit(request: Request, token: str) -> HTMLResponse:
     try:
         with session_scope() as session:
             state, sub = confirm(session, settings, token)
-            ctx = {
+            ctx: dict[str, Any] = {
                 "list_name": sub.mailing_list.name,
                 "already": state is ConfirmState.already,
                 "unsubscribe_token": make_unsubscribe_token(settings.secret, sub.id),
@@ -243,7 +243,7 @@ def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     try:
         with session_scope() as session:
             sub = unsubscription(session, settings, token)
-            ctx = {
+            ctx: dict[str, Any] = {
                 "list_name": sub.mailing_list.name,
                 "token": token,
                 "already": sub.status == SubscriptionStatus.unsubscribed,
