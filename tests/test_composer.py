@@ -18,13 +18,16 @@ from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.digests import fields as placeholders
 from newsletter.digests.compose import compose_digest, preview_digest
-from newsletter.digests.fields import personalise
+from newsletter.digests.preview import digest_template, preview_message
 from newsletter.digests.render import GMAIL_CLIP, HTML_BUDGET
+from newsletter.mail.fastpath import Recipient
 from newsletter.models import Digest, DigestStatus, MailingList
 from newsletter.stories.drafts import StoryDraft
 from newsletter.stories.parse import parse_story_file
 from newsletter.stories.store import store_stories
 from newsletter.subscriptions.lists import create_list
+from newsletter.subscriptions.tokens import make_unsubscribe_token
+from tests.reference import fill
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stories"
 SAMPLE = FIXTURES / "bakhmut.txt"
@@ -68,12 +71,23 @@ def mark(digest_id: int, status: DigestStatus) -> None:
         digest.status = status
 
 
-def reader(email: str = "ana@example.com", name: str = "Ana") -> dict[str, str]:
-    return {
-        placeholders.NAME: name,
-        placeholders.EMAIL: email,
-        placeholders.UNSUBSCRIBE_URL: "https://news.example.com/unsubscribe/tok?a=1&b=2",
-    }
+def list_of(digest: Digest) -> MailingList:
+    with session_scope() as session:
+        mlist = session.get(MailingList, digest.list_id)
+        assert mlist is not None
+        return mlist
+
+
+def unsubscribe_url(subscription_id: int = 0) -> str:
+    s = get_settings()
+    return f"{s.base_url}/unsubscribe/{make_unsubscribe_token(s.secret, subscription_id)}"
+
+
+def read(digest: Digest, email: str = "ana@example.com", name: str = "Ana") -> tuple[str, str]:
+    """Both parts as the reader gets them: rendered by the sending path, then decoded."""
+    reader = Recipient(delivery_id=0, email=email, name=name, subscription_id=0)
+    preview = preview_message(get_settings(), list_of(digest), digest, reader=reader)
+    return preview.html, preview.text
 
 
 def test_sample_story_makes_a_digest_with_inline_styles_and_both_parts(daily: str) -> None:
@@ -82,7 +96,7 @@ def test_sample_story_makes_a_digest_with_inline_styles_and_both_parts(daily: st
     digest = compose()
     assert digest is not None and digest.status == DigestStatus.draft
     assert digest.subject == f"The Daily Brief: {HEADLINE} and 1 more"
-    html, text = personalise(digest.html, digest.text, reader())
+    html, text = read(digest)
     # Inlined: the elements themselves carry the styles.
     assert re.search(r"<h2 style=[\"'][^>]*font:bold 21px", html)
     assert re.search(r"<p style=[\"'][^\"']*margin:0 0 12px", html)
@@ -101,26 +115,30 @@ def test_sample_story_makes_a_digest_with_inline_styles_and_both_parts(daily: st
     assert f'href="{story_url}"' in html and f"Read more: {story_url}" in text
     assert f'href="{base}/archive/{digest.id}"' in html
     assert f"View in your browser: {base}/archive/{digest.id}" in text
-    assert 'href="https://news.example.com/unsubscribe/tok?a=1&amp;b=2"' in html
-    assert "Unsubscribe: https://news.example.com/unsubscribe/tok?a=1&b=2" in text
+    assert f'href="{unsubscribe_url()}"' in html
+    assert f"Unsubscribe: {unsubscribe_url()}" in text
     assert "You receive The Daily Brief at ana@example.com." in text
     postal = get_settings().postal_address
     assert postal in html and postal in text
     assert "<" not in text and "style=" not in text  # for reading, not a tag dump
 
 
-def test_stored_digest_keeps_placeholders_and_personalising_is_substitution(daily: str) -> None:
+def test_stored_digest_keeps_placeholders_and_a_reader_gets_them_filled(daily: str) -> None:
     add(*parse_story_file(SAMPLE))
     digest = compose()
     assert digest is not None
     for part in (digest.html, digest.text):
         assert placeholders.EMAIL in part and placeholders.UNSUBSCRIBE_URL in part
-    values = reader(email="o'brien&co@example.com")
-    assert personalise(digest.html, digest.text, values) == (
-        placeholders.fill(digest.html, values, html=True),
-        placeholders.fill(digest.text, values, html=False),
+    values = {
+        placeholders.NAME: "Ana",
+        placeholders.EMAIL: "o'brien&co@example.com",
+        placeholders.UNSUBSCRIBE_URL: unsubscribe_url(),
+    }
+    html, text = read(digest, email="o'brien&co@example.com")
+    assert (html, text) == (
+        fill(digest.html, values, html=True),
+        fill(digest.text, values, html=False),
     )
-    html, text = personalise(digest.html, digest.text, values)
     assert "o&#x27;brien&amp;co@example.com" in html and "o'brien&co@example.com" in text
     assert not any(m in html + text for m in placeholders.ALL)
 
@@ -197,7 +215,7 @@ def test_stories_too_big_for_gmail_are_cut_to_lede_and_link(daily: str) -> None:
         add(draft(f"Budget night {n:02d}", f"Lede {n:02d}: the vote is close.", long, long))
     digest = compose()
     assert digest is not None
-    html, text = personalise(digest.html, digest.text, reader())
+    html, text = read(digest)
     assert len(digest.html.encode()) <= HTML_BUDGET
     assert len(html.encode()) < GMAIL_CLIP
     for n in range(20):  # every story still there, with its headline, lede and link
@@ -229,7 +247,7 @@ def test_story_html_and_scripts_show_as_text(daily: str) -> None:
     )
     digest = compose()
     assert digest is not None
-    html, text = personalise(digest.html, digest.text, reader())
+    html, text = read(digest)
     assert "<script>" not in html and "<b>" not in html and "<img src=x" not in html
     assert "&lt;script&gt;" in html and "&lt;b&gt;resigns&lt;/b&gt;" in html
     assert '<script>alert("x")</script> Mayor <b>resigns</b>' in text  # as written
@@ -273,15 +291,16 @@ def test_operator_previews_a_digest_from_the_shell(daily: str, tmp_path: Path) -
     assert unknown.returncode == 2 and "nope" in unknown.stderr
 
 
-def test_personalising_is_cheap(daily: str) -> None:
+def test_a_readers_message_is_cheap(daily: str) -> None:
     sample = parse_story_file(SAMPLE)[0]
     for n in range(20):
         add(draft(f"{sample.title} ({n})", sample.lede, *sample.paragraphs))
     digest = compose()
     assert digest is not None
-    values = reader()
+    template = digest_template(get_settings(), list_of(digest), digest)
+    readers = [Recipient(i + 1, f"r{i}@example.com", f"Reader {i}", i + 1) for i in range(2000)]
     start = time.perf_counter()
-    for _ in range(2000):
-        personalise(digest.html, digest.text, values)
+    for r in readers:
+        template.render_wire(r)
     per_second = 2000 / (time.perf_counter() - start)
-    assert per_second > 20_000, per_second  # loose on a shared CI core; bench/compose.py measures
+    assert per_second > 5_000, per_second  # loose on a shared CI core; bench/compose.py measures

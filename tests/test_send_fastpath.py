@@ -11,10 +11,13 @@ import pytest
 
 from newsletter.config import Settings
 from newsletter.digests import fields as ph
+from newsletter.mail import fastpath, smtp
 from newsletter.mail.dkim import load_key
-from newsletter.mail.fastpath import DigestTemplate, Recipient
+from newsletter.mail.fastpath import DigestTemplate, Recipient, UnsubscribeTokens
 from newsletter.mail.message import address, build_message
 from newsletter.mail.verp import decode_verp, verp_address
+from newsletter.subscriptions.tokens import make_unsubscribe_token, read_unsubscribe_token
+from tests.reference import fill
 from tests.send_support import HTML, TEXT, dkim_keys
 
 
@@ -55,8 +58,8 @@ def test_fast_path_parses_to_the_reference_content(settings: Settings, name: str
         sender=settings.sender,
         to=address(r.email, name),
         subject="Today’s digest: 12 stories",
-        text=ph.fill(TEXT, values, html=False),
-        html=ph.fill(html, values, html=True),
+        text=fill(TEXT, values, html=False),
+        html=fill(html, values, html=True),
     )
     ref = message_from_bytes(ref.as_bytes(), policy=default)
     for kind in ("plain", "html"):
@@ -106,3 +109,33 @@ def test_verp_maps_back_and_refuses_forgeries(settings: Settings) -> None:
     assert decode_verp("bounces+12345-000000000000@bounces.example.com", settings) is None
     assert decode_verp(addr.replace("bounces.example.com", "evil.com"), settings) is None
     assert decode_verp("someone@example.com", settings) is None
+
+
+# Up to 11 digits the fast path; past it (where zlib can shorten "999999999999") and
+# below 0 the reference.
+IDS = [0, 1, 9, 10, 99, 12345, 2**31 + 7, 10**11 - 1, 10**11, 10**12 - 1, 10**18 - 1, -1]
+
+
+@pytest.mark.parametrize("secret", ["k" * 32, "ünïcode secret", "s"])
+def test_fast_unsubscribe_tokens_are_itsdangerous_tokens(secret: str) -> None:
+    tokens = UnsubscribeTokens(secret)
+    assert tokens.fast  # the constructor's self-check passed: the fast path is in use
+    for i in [*IDS, *range(0, 5000, 7), *(int(d * n) for d in "123456789" for n in range(1, 20))]:
+        token = tokens(i)
+        assert token == make_unsubscribe_token(secret, i)
+        assert read_unsubscribe_token(secret, token) == i
+
+
+def test_fast_tokens_fall_back_to_the_reference_if_the_format_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fastpath, "make_unsubscribe_token", lambda secret, i: f"v2.{i}")
+    tokens = UnsubscribeTokens("k" * 32)
+    assert not tokens.fast
+    assert tokens(5) == "v2.5"
+
+
+def test_dot_stuffing_is_smtp_framing() -> None:
+    assert fastpath.dot_stuff is smtp.dot_stuff  # re-exported for sending/transport.py
+    assert smtp.dot_stuff(b".a\r\nb\r\n..c\r\n.\r\n") == b"..a\r\nb\r\n...c\r\n..\r\n"
+    assert smtp.dot_stuff(b"plain\r\nlines\r\n") == b"plain\r\nlines\r\n"

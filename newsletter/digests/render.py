@@ -1,7 +1,8 @@
 """Rendering a digest: Jinja2 and premailer once per digest, cut to fit Gmail's clip.
 
 The stored HTML and text keep the reader-field markers (digests/fields.py) where a
-reader's own values go, so sending one message is a substitution, never a render.
+reader's own values go, so sending one message is a join of prepared bytes
+(mail/fastpath.py), never a render.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from newsletter.config import Settings
-from newsletter.digests import fields as placeholders
+from newsletter.digests import fields
 from newsletter.mail.render import inline_css
 from newsletter.models import MailingList, Story
 from newsletter.stories.store import story_paragraphs
@@ -107,9 +108,9 @@ def _context(
         "view_url": view_url,
         "archive_url": view_url,
         "more_count": omitted,
-        "email": placeholders.EMAIL,
-        "name": placeholders.NAME,
-        "unsubscribe_url": placeholders.UNSUBSCRIBE_URL,
+        "email": fields.EMAIL,
+        "name": fields.NAME,
+        "unsubscribe_url": fields.UNSUBSCRIBE_URL,
         "postal_address": settings.postal_address,
     }
 

@@ -1,6 +1,8 @@
 """The SMTP transport: one kept connection, STARTTLS/SSL/auth from SMTP_URL.
 
 Senders sit behind the small `Sender` interface so a provider API could stand in.
+SMTP's own framing of message content (dot-stuffing) lives here too: it belongs to the
+protocol, not to the message.
 """
 
 from __future__ import annotations
@@ -10,6 +12,16 @@ import ssl
 from typing import Protocol
 
 from newsletter.config import SmtpConfig
+
+
+def dot_stuff(lines: bytes) -> bytes:
+    """SMTP transparency (RFC 5321 4.5.2) for bytes that start at the start of a line.
+
+    Every line that starts with a dot gets one more; the caller adds the lone-dot end line.
+    """
+    if lines.startswith(b"."):
+        lines = b"." + lines
+    return lines.replace(b"\r\n.", b"\r\n..") if b"\r\n." in lines else lines
 
 
 class Sender(Protocol):

@@ -1,0 +1,52 @@
+"""A test send: the digest once to one address, outside the ledger, as a reader gets it.
+
+The message goes through the same fast path as every delivery (mail/fastpath.py,
+DigestTemplate), with "[TEST] " before the subject, the configured DKIM signatures,
+the plain bounce address as envelope sender (delivery 0 has no VERP address) and an
+unsubscribe link for subscription 0, which unsubscribes no one.
+
+Named for what it builds, so a test module importing the function by name would have
+pytest collect it: import the module (`from newsletter.sending import testsend`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from email.utils import make_msgid
+
+from newsletter.config import Settings
+from newsletter.digests.preview import digest_template
+from newsletter.mail.dkim import DkimKey, keys_from_settings
+from newsletter.mail.fastpath import Recipient
+from newsletter.models import Digest, MailingList
+
+SUBJECT_PREFIX = "[TEST] "
+
+
+def test_message(
+    settings: Settings,
+    mailing_list: MailingList,
+    digest: Digest,
+    to: str,
+    *,
+    dkim_keys: Sequence[DkimKey] | None = None,
+    now: float | None = None,
+) -> tuple[bytes, str]:
+    """The raw test message of `digest` for address `to` and its envelope sender.
+
+    `to` is used as given (normalise it first). Signed with the configured DKIM keys
+    unless `dkim_keys` says otherwise; a key file that cannot be read raises
+    ConfigError. Each call has a fresh Message-ID, so receivers never collapse two
+    test sends, nor a test send with the delivery of the real one.
+    """
+    keys = keys_from_settings(settings) if dkim_keys is None else dkim_keys
+    template = digest_template(
+        settings,
+        mailing_list,
+        digest,
+        subject=SUBJECT_PREFIX + digest.subject,
+        dkim_keys=keys,
+    )
+    reader = Recipient(delivery_id=0, email=to, name="", subscription_id=0)
+    raw = template.render(reader, now=now, message_id=make_msgid(domain=settings.sender_domain))
+    return raw, template.envelope_sender(reader.delivery_id)

@@ -1,0 +1,22 @@
+"""The reference filling of reader fields: a plain substitution, checked against nothing.
+
+The package fills fields one way only (mail/fastpath.py, DigestTemplate); tests compare
+what it produces with this, applied to the digest as stored, and with the standard
+library's builder (newsletter/mail/message.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html import escape
+
+from newsletter.digests import fields
+
+
+def fill(template: str, values: Mapping[str, str], *, html: bool) -> str:
+    """Values keyed by marker, HTML-escaped in the HTML part; a missing value is empty."""
+    out = template
+    for marker in fields.ALL:
+        value = values.get(marker, "")
+        out = out.replace(marker, escape(value, quote=True) if html else value)
+    return out
