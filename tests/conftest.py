@@ -16,13 +16,18 @@ for _name in list(os.environ):
     if _name.startswith("NEWSLETTER_") and _name not in (
         "NEWSLETTER_DATA_DIR",
         "NEWSLETTER_TEST_POSTGRES_URL",
-        "NEWSLETTER_TEST_REDIS_URL",
     ):
         del os.environ[_name]
 
 from newsletter.config import get_settings  # noqa: E402
-from tests.send_support import RedisServer  # noqa: E402
-from tests.services import SmtpRules, SmtpServer, postgres_database, redis_database  # noqa: E402
+from tests.services import (  # noqa: E402
+    SESSION_REDIS,
+    RedisServer,
+    SmtpRules,
+    SmtpServer,
+    postgres_database,
+    redis_database,
+)
 
 
 def reset_caches() -> None:
@@ -74,8 +79,19 @@ def database(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue("sqlite_db" if request.param == "sqlite" else "postgres_db")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The session's own redis-server: its data dir under the session's temp dir; started
+    by the first test that needs Redis (none: never started), stopped at the end."""
+    SESSION_REDIS.folder = tmp_path_factory.mktemp("session-redis")
+    yield
+    SESSION_REDIS.stop()
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
+    """A Redis database of the test's own on the session's redis-server (flushed before
+    and after; the machine's Redis at 127.0.0.1:6379 is never touched)."""
     with redis_database() as url:
         yield url
 
@@ -86,8 +102,10 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     folder = tmp_path / "redis"
     folder.mkdir()
     server = RedisServer(folder).start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from newsletter.db import session_scope
 from newsletter.digests import fields as ph
 from newsletter.models import Digest, MailingList, Subscriber, Subscription
-from tests.services import AppProcesses, free_port, unavailable
+from tests.services import AppProcesses, RedisServer, wait_until
+
+__all__ = [
+    "HTML",
+    "TEXT",
+    "RedisServer",  # lives in tests/services.py; re-exported for the sending tests
+    "dkim_keys",
+    "populate",
+    "send_env",
+    "status",
+    "wait_status",
+]
 
 HTML = (
     '<!doctype html><html><body><h1 style="color:#222">Today\'s stories</h1>'
@@ -95,64 +102,16 @@ def status(app: AppProcesses, digest_id: int) -> dict[str, Any]:
 def wait_status(
     app: AppProcesses, digest_id: int, want: tuple[str, ...] = ("sent",), timeout: float = 90
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    st: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        st = status(app, digest_id)
-        if st["status"] in want:
-            return st
-        time.sleep(0.5)
-    raise AssertionError(f"send {digest_id} did not reach {want}: {st}\n" + app.log("worker"))
+    last: dict[str, Any] = {}
 
+    def reached() -> dict[str, Any] | None:
+        last.update(status(app, digest_id))
+        return dict(last) if last["status"] in want else None
 
-class RedisServer:
-    """A redis-server of the test's own, without persistence, as production may run it.
-
-    Also keeps a test's broker apart from other test runs sharing the machine's Redis."""
-
-    def __init__(self, folder: Path) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            unavailable("redis-server", "not installed")
-        self.exe = str(exe)
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        subprocess.run(
-            [
-                self.exe,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "yes",
-                "--dir",
-                str(self.folder),
-                "--logfile",
-                str(self.folder / "redis.log"),
-            ],
-            check=True,
-        )
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        try:
-            redis.Redis.from_url(self.url).shutdown(nosave=True)
-        except redis.ConnectionError:
-            pass  # shutdown closes the connection it came on, or it was down already
+    return wait_until(
+        reached,
+        timeout,
+        f"send {digest_id} to reach {want}",
+        interval=0.5,
+        details=lambda: f"last status: {last}\n" + app.log("worker"),
+    )

@@ -1,13 +1,22 @@
 """Real services for the tests: PostgreSQL, Redis, an SMTP server, the app's own processes.
 
-PostgreSQL and Redis are used for real. On CI (CI=true) a test that needs one fails when
-it cannot reach it; on a laptop without them it skips and says why.
+PostgreSQL and Redis are used for real, and a test touches only what it creates: a
+PostgreSQL database of its own (created and dropped), a Redis database on a redis-server
+that the test session starts for itself on a free port (never the machine's Redis). On
+CI (CI=true) a test that needs one fails when it cannot have it; on a laptop without
+them it skips and says why.
+
+Tests wait for what they need (`wait_until`), never a fixed time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import itertools
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +30,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -31,16 +40,41 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 PG_ADMIN_URL = os.environ.get(
     "NEWSLETTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+T = TypeVar("T")
 
-def unavailable(what: str, why: str) -> None:
+
+def unavailable(what: str, why: str, fix: str | None = None) -> None:
     """Fail on CI, skip elsewhere: CI must never silently skip a service test."""
-    message = f"{what} is not reachable ({why})"
+    message = f"{what} is not available ({why})"
     if ON_CI:
-        pytest.fail(f"{message}; CI=true requires it")
-    pytest.skip(f"{message}; start it or set the NEWSLETTER_TEST_* URL to run this test")
+        pytest.fail(f"{message}; CI=true requires it", pytrace=False)
+    pytest.skip(f"{message}; {fix or 'start it or set the NEWSLETTER_TEST_* URL'} to run this test")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.05,
+    details: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Past ``timeout`` seconds, fail naming ``what`` was awaited (and ``details()``, e.g. a
+    process's log). The deadline is a limit, never a wait: it costs only when X is late.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            extra = f"\n{details()}" if details is not None else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{extra}")
+        time.sleep(interval)  # the polling interval, not a wait for X
 
 
 def free_port() -> int:
@@ -75,23 +109,162 @@ def postgres_database() -> Iterator[str]:
 # Redis -------------------------------------------------------------------------------
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, however it dies (Linux only).
+
+    So a redis-server is not left behind by a run killed with SIGKILL or os._exit."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class RedisServer:
+    """A redis-server of our own on a free loopback port, without persistence, as
+    production may run it. Never the machine's Redis: tests touch only what they create.
+
+    `stop()` then `start()` restarts it on the same port (with its data gone)."""
+
+    def __init__(self, folder: Path) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            unavailable(
+                "redis-server",
+                "no redis-server on PATH; the tests start one of their own",
+                "install it (e.g. apt-get install redis-server)",
+            )
+        self.exe = str(exe)
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url_for(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def log(self) -> str:
+        path = self.folder / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self) -> RedisServer:
+        import redis
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # In the foreground, as our child: stopped with the session even if it crashes.
+        self.proc = subprocess.Popen(
+            [
+                self.exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.folder),
+                "--logfile",
+                str(self.folder / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        client = redis.Redis.from_url(self.url, socket_timeout=3)
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"redis-server exited ({proc.returncode}):\n{self.log()}")
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        try:
+            wait_until(answers, 10, f"redis-server on port {self.port}", details=self.log)
+        finally:
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        import redis
+
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            redis.Redis.from_url(self.url, socket_timeout=3).shutdown(nosave=True)
+        except redis.RedisError:
+            pass  # shutdown closes the connection it came on
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class SessionRedis:
+    """The test session's own redis-server, started on first need and stopped at the end.
+
+    One per pytest process, so one per xdist worker. Its data dir is under the session's
+    temp dir (conftest sets `folder`). Each test gets a database number of its own on it,
+    flushed before and after: only this private server is ever flushed."""
+
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+        self.server: RedisServer | None = None
+        self._numbers = itertools.cycle(range(16))
+        self._in_use: set[int] = set()
+
+    def get(self) -> RedisServer:
+        if self.server is None:
+            if self.folder is None:
+                import tempfile
+
+                self.folder = Path(tempfile.mkdtemp(prefix="newsletter-redis-"))
+            self.server = RedisServer(self.folder / "redis").start()
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    @contextmanager
+    def database(self) -> Iterator[str]:
+        import redis
+
+        server = self.get()
+        assert len(self._in_use) < 16, "more Redis databases at once than a server has"
+        db = next(n for n in self._numbers if n not in self._in_use)
+        url = server.url_for(db)
+        client = redis.Redis.from_url(url, socket_timeout=3)
+        self._in_use.add(db)
+        try:
+            client.flushdb()
+            yield url
+        finally:
+            self._in_use.discard(db)
+            try:
+                client.flushdb()
+            except redis.ConnectionError:
+                pass  # a test that stopped the server left nothing to flush
+            client.close()
+
+
+SESSION_REDIS = SessionRedis()
+
+
 @contextmanager
 def redis_database() -> Iterator[str]:
-    """A Redis database number to itself, flushed before and after."""
-    import redis
-
-    db = 1 + (os.getpid() % 14)
-    url = f"{REDIS_URL}/{db}"
-    client = redis.Redis.from_url(url, socket_timeout=3)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        unavailable("Redis", str(exc))
-    client.flushdb()
-    try:
+    """A Redis database to the test itself, on the session's own redis-server."""
+    with SESSION_REDIS.database() as url:
         yield url
-    finally:
-        client.flushdb()
 
 
 # SMTP ---------------------------------------------------------------------------------
@@ -195,13 +368,16 @@ class SmtpServer:
     def wait_for(
         self, predicate: Callable[[list[Received]], bool], timeout: float = 30.0
     ) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def met() -> list[Received] | None:
             msgs = self.messages
-            if predicate(msgs):
-                return msgs
-            time.sleep(0.05)
-        raise AssertionError(f"SMTP server: condition not met in {timeout}s; got {len(msgs)} msgs")
+            return msgs if predicate(msgs) else None
+
+        return wait_until(
+            met,
+            timeout,
+            "the SMTP server's messages to meet the test's condition",
+            details=lambda: f"it has {len(self.messages)} messages",
+        )
 
     def start(self) -> SmtpServer:
         self.controller.start()
@@ -251,18 +427,33 @@ class AppProcesses:
     def start_web(self) -> str:
         self._spawn("web", "--port", str(self.port), name="web")
         base = self.base_url
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def healthy() -> bool:
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    return base
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("web did not start:\n" + self.log("web"))
+                return False
+
+        wait_until(healthy, 30, f"web to answer {base}/healthz", details=lambda: self.log("web"))
+        return base
 
     def start_worker(self, *extra: str, name: str = "worker") -> subprocess.Popen[bytes]:
         return self._spawn("worker", "--loglevel", "INFO", *extra, name=name)
+
+    def wait_log(self, name: str, text: str, timeout: float = 30, count: int = 1) -> str:
+        """Wait until the process `name` logged `text` (at least `count` times)."""
+        return wait_until(
+            lambda: (log := self.log(name)).count(text) >= count and log,
+            timeout,
+            f"{count}x {text!r} in {name}.log",
+            interval=0.1,
+            details=lambda: self.log(name),
+        )
+
+    def wait_ready(self, name: str = "worker", timeout: float = 30) -> None:
+        """Wait for a worker's "ready." line: Celery logs it once the worker consumes,
+        after its worker_ready handlers (start-up recovery) have run."""
+        self.wait_log(name, " ready.", timeout)
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
