@@ -9,40 +9,46 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.digests import fields
 from newsletter.digests.archive import digest_record
 from newsletter.digests.compose import compose_digest, preview_digest
+from newsletter.digests.preview import Preview, preview_message
 from newsletter.digests.render import GMAIL_CLIP
 from newsletter.effects import Done
 from newsletter.errors import Conflict
 from newsletter.models import Digest
 from newsletter.subscriptions.lists import find_list
 
-PREVIEW_EMAIL = "reader@example.com"
-
 
 @dataclass(frozen=True)
-class Preview:
-    """The next digest as a reader would get it (sample reader values), not stored."""
+class NextDigest:
+    """The next digest as a sample reader would get it, byte for byte, not stored."""
 
     list: str
-    subject: str
-    html: str
-    text: str
+    message: Preview
     stories: int
     shortened: int
     omitted: int
 
+    @property
+    def html(self) -> str:
+        return self.message.html
+
+    @property
+    def text(self) -> str:
+        return self.message.text
+
     def record(self) -> dict[str, Any]:
         return {
             "list": self.list,
-            "subject": self.subject,
+            "subject": self.message.subject,
             "stories": self.stories,
             "shortened": self.shortened,
             "omitted": self.omitted,
-            "html_bytes": len(self.html.encode()),
-            "text_bytes": len(self.text.encode()),
+            "html_bytes": self.message.html_bytes,
+            "text_bytes": self.message.text_bytes,
+            "message_bytes": self.message.message_bytes,
             "gmail_clip_bytes": GMAIL_CLIP,
+            "clipped": self.message.clipped,
         }
 
 
@@ -57,24 +63,17 @@ def compose(
     return Done(digest_record(digest, settings.base_url))
 
 
-def preview(session: Session, settings: Settings, list_slug: str) -> Done[Preview | None]:
-    """What the next digest would be, with a sample reader's values; uses no stories up."""
+def preview(session: Session, settings: Settings, list_slug: str) -> Done[NextDigest | None]:
+    """The next digest rendered through the path that sends, for a sample reader (its
+    unsubscribe link unsubscribes no one); uses no stories up."""
     mailing_list = find_list(session, list_slug)
     composed = preview_digest(session, settings, mailing_list)
     if composed is None:
         return Done(None)
-    values = {
-        fields.NAME: "",
-        fields.EMAIL: PREVIEW_EMAIL,
-        fields.UNSUBSCRIBE_URL: f"{settings.base_url}/unsubscribe/preview",
-    }
-    html, text = fields.personalise(composed.html, composed.text, values)
     return Done(
-        Preview(
+        NextDigest(
             list=list_slug,
-            subject=composed.subject,
-            html=html,
-            text=text,
+            message=preview_message(settings, mailing_list, composed),
             stories=len(composed.story_ids),
             shortened=composed.shortened,
             omitted=composed.omitted,

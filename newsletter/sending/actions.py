@@ -6,7 +6,6 @@ where batches must run, a SendBatches effect that workers/gateway.py queues afte
 
 from __future__ import annotations
 
-from email.utils import make_msgid
 from typing import Any
 
 from sqlalchemy import select
@@ -16,12 +15,19 @@ from newsletter.config import Settings
 from newsletter.digests.compose import compose_digest
 from newsletter.effects import Done, Effect, Range, SendBatches
 from newsletter.errors import Conflict, NotFound, Unavailable
-from newsletter.mail.dkim import keys_from_settings
-from newsletter.mail.fastpath import DigestTemplate, Recipient
 from newsletter.mail.smtp import SmtpTransport
-from newsletter.models import Digest, DigestStatus, MailingList
+from newsletter.models import (
+    Digest,
+    DigestStatus,
+    MailingList,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+)
 from newsletter.sending import control
 from newsletter.sending.job import start_send
+from newsletter.sending.testsend import test_message
 from newsletter.subscriptions.addresses import normalise_email
 from newsletter.subscriptions.lists import find_list
 
@@ -58,10 +64,34 @@ def pick_digest(
     return draft
 
 
+def has_readers(session: Session, list_id: int) -> bool:
+    """Whether anyone would get a send: a confirmed subscription of an active address
+    (the same rule as the ledger's, sending/job.py)."""
+    found = session.scalar(
+        select(Subscription.id)
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(
+            Subscription.list_id == list_id,
+            Subscription.status == SubscriptionStatus.confirmed,
+            Subscriber.status == SubscriberStatus.active,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def send(
     session: Session, settings: Settings, list_slug: str, digest_id: int | None = None
 ) -> Done[Status]:
-    """Start sending a digest to every confirmed subscriber of the list."""
+    """Start sending a digest to every confirmed subscriber of the list.
+
+    A list nobody would receive is refused before a digest is picked or composed, so it
+    uses no stories up (a send to no one would count as sent and consume them).
+    """
+    if not has_readers(session, find_list(session, list_slug).id):
+        raise Conflict(
+            "list", f"{list_slug}: no confirmed subscribers to send to; nothing was sent"
+        )
     digest = pick_digest(session, settings, list_slug, digest_id)
     ranges = start_send(session, settings, digest)
     return Done(control.send_status(session, digest), _batches(digest.id, ranges))
@@ -75,22 +105,10 @@ def test_send(
     digest = pick_digest(session, settings, list_slug, digest_id)
     mlist = session.get(MailingList, digest.list_id)
     assert mlist is not None
-    template = DigestTemplate(
-        settings=settings,
-        digest_id=digest.id,
-        list_slug=mlist.slug,
-        list_name=mlist.name,
-        subject=f"[TEST] {digest.subject}",
-        text=digest.text,
-        html=digest.html,
-        dkim_keys=keys_from_settings(settings),
-    )
-    raw = template.render(
-        Recipient(0, email, "", 0), message_id=make_msgid(domain=settings.sender_domain)
-    )
+    raw, envelope_sender = test_message(settings, mlist, digest, email)
     transport = SmtpTransport(settings.smtp)
     try:
-        transport.send(raw, template.envelope_sender(0), [email])
+        transport.send(raw, envelope_sender, [email])
     except Exception as exc:  # noqa: BLE001 - any SMTP or socket failure is one line
         raise Unavailable(f"SMTP: {exc.__class__.__name__}: {exc}") from None
     finally:
