@@ -50,7 +50,7 @@ def unavailable(what: str, why: str, fix: str | None = None) -> None:
     message = f"{what} is not available ({why})"
     if ON_CI:
         pytest.fail(f"{message}; CI=true requires it", pytrace=False)
-    pytest.skip(f"{message}; {fix or 'start it or set the NEWSLETTER_TEST_* URL'} to run this test")
+    pytest.skip(f"{message}; {fix or 'install or start it'} to run this test")
 
 
 def wait_until(
@@ -94,7 +94,11 @@ def postgres_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        unavailable("PostgreSQL", str(exc).strip().splitlines()[0])
+        unavailable(
+            "PostgreSQL",
+            str(exc).strip().splitlines()[0],
+            "start it or set NEWSLETTER_TEST_POSTGRES_URL",
+        )
     name = f"nl_test_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
@@ -291,16 +290,16 @@ def test_operator_previews_a_digest_from_the_shell(daily: str, tmp_path: Path) -
     assert unknown.returncode == 2 and "nope" in unknown.stderr
 
 
-def test_a_readers_message_is_cheap(daily: str) -> None:
+def test_a_20_story_digest_renders_a_wire_message_for_each_reader(daily: str) -> None:
+    """How fast is bench/compose.py's to say (DigestTemplate.render_wire readers/s)."""
     sample = parse_story_file(SAMPLE)[0]
     for n in range(20):
         add(draft(f"{sample.title} ({n})", sample.lede, *sample.paragraphs))
     digest = compose()
     assert digest is not None
     template = digest_template(get_settings(), list_of(digest), digest)
-    readers = [Recipient(i + 1, f"r{i}@example.com", f"Reader {i}", i + 1) for i in range(2000)]
-    start = time.perf_counter()
-    for r in readers:
-        template.render_wire(r)
-    per_second = 2000 / (time.perf_counter() - start)
-    assert per_second > 5_000, per_second  # loose on a shared CI core; bench/compose.py measures
+    readers = [Recipient(i + 1, f"r{i}@example.com", f"Reader {i}", i + 1) for i in range(200)]
+    wires = [template.render_wire(r) for r in readers]
+    assert len(set(wires)) == len(readers)
+    for r, wire in zip(readers, wires, strict=True):
+        assert r.email.encode() in wire and wire.endswith(b"\r\n.\r\n"), wire[-200:]

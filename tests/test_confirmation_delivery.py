@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tests.services import AppProcesses, SmtpServer
@@ -22,11 +21,10 @@ def test_confirmation_is_retried_until_the_smtp_server_answers(tmp_path: Path):
         app.start_worker("--concurrency", "1")
         added = app.run("subscribers", "add", "patient@example.org", "--list", "morning")
         assert "pending" in added.stdout
-        time.sleep(3)  # the first attempt fails against the closed port
+        app.wait_log("worker", "Retry in")  # the first attempt failed against the closed port
         server.start()
         (mail,) = server.wait_for(lambda m: len(m) >= 1, timeout=60)
         assert mail.rcpt_tos == ["patient@example.org"]
-        assert "Retry in" in app.log("worker")
     finally:
         app.stop()
         if server.controller._thread is not None:  # started

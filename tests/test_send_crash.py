@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import func, select
+
+from newsletter.db import session_scope
+from newsletter.models import Delivery, DeliveryStatus, Digest, utcnow
 from tests.send_support import populate, send_env, wait_status
-from tests.services import AppProcesses, SmtpServer
+from tests.services import AppProcesses, SmtpServer, wait_until
+
+
+def _stalled(digest_id: int, seconds: float) -> bool:
+    """No claim on the send's rows and no progress of it within the last `seconds`."""
+    stale = utcnow() - timedelta(seconds=seconds)
+    with session_scope() as session:
+        progress = session.scalar(select(Digest.progress_at).where(Digest.id == digest_id))
+        claimed = session.scalar(
+            select(func.max(Delivery.claimed_at)).where(
+                Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.sending
+            )
+        )
+    return all(at is None or at < stale for at in (progress, claimed))
 
 
 def test_a_batch_delivered_twice_sends_each_message_once(
@@ -51,7 +68,9 @@ def test_a_worker_killed_mid_batch_loses_no_one(
         server.wait_for(lambda m: len(m) >= 10)
         os.kill(worker.pid, signal.SIGKILL)  # no goodbye, no ack, no ledger fold
         worker.wait()
-        time.sleep(1.5)  # past the lease and stall limits
+        # Until the dead worker's claims and the send's last progress are older than the
+        # lease and stall limits (1 s), as the database says: then it is stalled.
+        wait_until(lambda: _stalled(digest_id, 1.0), 30, f"send {digest_id} to be stalled")
         app.start_worker("--pool", "solo")  # picks up the stalled send on start
         wait_status(app, digest_id)
         counts = Counter(r for m in server.messages for r in m.rcpt_tos)

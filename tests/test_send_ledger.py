@@ -8,7 +8,6 @@ end-to-end runs.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -257,7 +256,10 @@ def test_a_crash_between_the_two_steps_is_recovered_by_beat(
     try:
         _start(digest_id)  # committed; then the process "dies": nothing is queued
         app.start_worker("--concurrency", "2")
-        time.sleep(3)  # the worker's own start-up recovery sees a fresh send: not stalled
+        # "ready." comes after the worker's own start-up recovery ran: it saw a fresh
+        # send, not a stalled one, so it enqueued nothing.
+        app.wait_ready()
+        assert "stalled" not in app.log("worker"), app.log("worker")
         assert len(server.messages) == 0 and _rows(digest_id) == 5
         with session_scope() as session:  # SEND_STALL_SECONDS later
             session.execute(update(Digest).where(Digest.id == digest_id).values(progress_at=None))

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.send_support import RedisServer, populate, send_env, wait_status
-from tests.services import AppProcesses, SmtpServer
+from tests.services import AppProcesses, SmtpServer, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stories"
 SENT_LINE = re.compile(r"send_batch\[[^\]]+\] succeeded in [\d.]+s: \{'sent': (\d+)")
@@ -24,6 +24,19 @@ SENT_LINE = re.compile(r"send_batch\[[^\]]+\] succeeded in [\d.]+s: \{'sent': (\
 def _sent_by(app: AppProcesses, name: str) -> int:
     """What one worker reports it sent, from its own log as an operator would read it."""
     return sum(int(n) for n in SENT_LINE.findall(app.log(name)))
+
+
+def _ticks_sent(log: Path) -> int:
+    """How often a beat sent its send-tick, from its log."""
+    return log.read_text(errors="replace").count("send-tick") if log.exists() else 0
+
+
+TICK_RUN = re.compile(r"send_tick\[[^\]]+\] succeeded")
+
+
+def _ticks_run(app: AppProcesses) -> int:
+    """How many send-ticks the worker has run, from its log."""
+    return len(TICK_RUN.findall(app.log("worker")))
 
 
 def _wait_ready(app: AppProcesses, *names: str, timeout: float = 30) -> None:
@@ -97,8 +110,23 @@ def test_a_due_schedule_sends_once_even_with_two_beats(
         app.procs.append(beat2)
         app.start_worker("--concurrency", "1")
         server.wait_for(lambda m: len(m) >= 2, timeout=60)
-        # Several more ticks of both beats: nothing more arrives for this period.
-        time.sleep(3)
+        # Three more ticks of each beat, all run by the worker: nothing more arrives.
+        beats = [tmp_path / "beat1.log", second / "beat2.log"]
+        sent_before = [_ticks_sent(log) for log in beats]
+        ran_before = _ticks_run(app)
+
+        def ticked() -> bool:
+            sent = [_ticks_sent(log) for log in beats]
+            more = [now - before for now, before in zip(sent, sent_before, strict=True)]
+            return min(more) >= 3 and _ticks_run(app) >= ran_before + 6
+
+        wait_until(
+            ticked,
+            30,
+            "three more send-ticks of each beat, run by the worker",
+            interval=0.1,
+            details=lambda: "\n".join(log.read_text() for log in beats) + app.log("worker"),
+        )
         assert beat2.poll() is None, (second / "beat2.log").read_text()
         counts = Counter(r for m in server.messages for r in m.rcpt_tos)
         assert counts == Counter(readers), counts
@@ -151,7 +179,7 @@ def test_a_redis_restart_mid_send_loses_no_one(
         app.run("digest", "send", "--list", "news")
         server.wait_for(lambda m: len(m) >= 20)
         own_redis.stop()  # the journal, the queued batches and the rate windows are gone
-        time.sleep(1)
+        time.sleep(1)  # the outage itself, the test's subject: the send goes on without Redis
         own_redis.start()
         st = wait_status(app, digest_id, timeout=60)
         assert (st["sent"], st["queued"], st["failed"]) == (80, 0, 0), st
