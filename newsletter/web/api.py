@@ -8,15 +8,19 @@ input 422 (or the router's choice), a service that did not answer 503. The body 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Path
 
 from newsletter.effects import Done
 from newsletter.errors import Conflict, InvalidInput, NotFound, Unavailable
 from workers.gateway import BrokerUnavailable, perform
 
 T = TypeVar("T")
+# Ids are PostgreSQL `integer` columns: the documented range is what the database takes,
+# so an id past it is a 422 (or a 404 page) instead of an overflow in the driver.
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="A positive id")]
 
 
 def call(

@@ -6,9 +6,9 @@ holding "<script>" shows those characters and runs nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +23,7 @@ from newsletter.stories.store import (
     get_story,
     story_paragraphs,
 )
-from newsletter.web.api import call
+from newsletter.web.api import MAX_ID, call
 from newsletter.web.auth import require_admin
 from newsletter.web.pages import page
 
@@ -42,7 +42,7 @@ CONTENT_TYPES = {
 
 
 @router.get("/stories/{slug}", response_class=HTMLResponse)
-def story_page(request: Request, slug: str) -> HTMLResponse:
+def story_page(request: Request, slug: Annotated[str, Path(max_length=120)]) -> HTMLResponse:
     with session_scope() as session:
         story = get_story(session, slug)
         if story is None:
@@ -60,7 +60,8 @@ def archive(request: Request) -> HTMLResponse:
 @router.get("/archive/{digest_id}", response_class=HTMLResponse)
 def archive_digest(request: Request, digest_id: int) -> HTMLResponse:
     with session_scope() as session:
-        found = archived_digest(session, digest_id)
+        # A number past any id is simply not there: the reader gets the 404 page.
+        found = archived_digest(session, digest_id) if 1 <= digest_id <= MAX_ID else None
         if found is None:
             raise HTTPException(404, "There is no sent digest with this number.")
         digest, stories = found

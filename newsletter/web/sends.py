@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from newsletter.sending import actions
-from newsletter.web.api import call
+from newsletter.web.api import Id, call
 from newsletter.web.auth import require_admin
 
 router = APIRouter(prefix="/api/sends", dependencies=[Depends(require_admin)], tags=["sends"])
@@ -37,12 +37,15 @@ def post_send(body: SendIn) -> dict[str, Any]:
 
 
 @router.get("/{send_id}")
-def get_send(send_id: int) -> dict[str, Any]:
+def get_send(send_id: Id) -> dict[str, Any]:
     return call(actions.status, send_id)
 
 
 @router.post("/{send_id}/{action}")
-def post_action(send_id: int, action: str) -> dict[str, Any]:
+def post_action(
+    send_id: Id,
+    action: Annotated[str, Path(max_length=16, description="pause, resume, cancel or retry")],
+) -> dict[str, Any]:
     steer = STEER.get(action)
     if steer is None:
         raise HTTPException(404, f"no action {action!r}; use pause, resume, cancel or retry")
