@@ -21,7 +21,7 @@ from newsletter.mail.dkim import load_key
 from newsletter.mail.verp import decode_verp
 from newsletter.models import BounceEvent, Subscriber
 from tests.send_support import dkim_keys, populate, send_env, status, wait_status
-from tests.services import AppProcesses, SmtpRules, SmtpServer
+from tests.services import AppProcesses, SmtpRules, SmtpServer, wait_until
 
 
 @pytest.fixture(params=["embedded", "redis"])
@@ -163,11 +163,18 @@ def test_pause_resume_and_cancel_from_the_cli(
         server.wait_for(lambda m: len(m) >= 8)
         app.run("sends", "cancel", str(digest_id))
         st = wait_status(app, digest_id, ("cancelled",))
-        import time
 
-        time.sleep(2)  # let the running batch notice and fold
-        st = status(app, digest_id)
-        assert st["sent"] + st["failed"] == 40 and st["queued"] == 0
+        def folded() -> dict | None:  # the running batch noticed the cancel and folded
+            st = status(app, digest_id)
+            return st if st["sent"] + st["failed"] == 40 and st["queued"] == 0 else None
+
+        st = wait_until(
+            folded,
+            30,
+            "the cancelled send's batch to fold",
+            interval=0.5,
+            details=lambda: f"{status(app, digest_id)}\n{app.log('worker')}",
+        )
         assert st["sent"] == len(server.messages)
         counts = Counter(r for m in server.messages for r in m.rcpt_tos)
         assert max(counts.values()) == 1
