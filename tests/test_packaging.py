@@ -7,9 +7,13 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# pip's isolated build fetches setuptools: its own 300 s limit speaks first, not ours.
+@pytest.mark.timeout(360)
 def test_the_wheel_carries_templates_migrations_and_workers(tmp_path: Path):
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
