@@ -12,11 +12,9 @@ Tests wait for what they need (`wait_until`), never a fixed time.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import itertools
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -113,14 +111,11 @@ def postgres_database() -> Iterator[str]:
 # Redis -------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the test process dies, however it dies (Linux only).
-
-    So a redis-server is not left behind by a run killed with SIGKILL or os._exit."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+def _dies_with_us() -> list[str]:
+    """A prefix that has the child sent SIGTERM when the test process dies, however it
+    dies (SIGKILL, os._exit): util-linux's setpriv, where there is one (Linux)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM"] if setpriv else []
 
 
 class RedisServer:
@@ -157,6 +152,7 @@ class RedisServer:
         # In the foreground, as our child: stopped with the session even if it crashes.
         self.proc = subprocess.Popen(
             [
+                *_dies_with_us(),
                 self.exe,
                 "--port",
                 str(self.port),
@@ -176,7 +172,6 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
         )
         client = redis.Redis.from_url(self.url, socket_timeout=3)
         proc = self.proc
@@ -232,6 +227,8 @@ class SessionRedis:
 
                 self.folder = Path(tempfile.mkdtemp(prefix="newsletter-redis-"))
             self.server = RedisServer(self.folder / "redis").start()
+        elif self.server.proc is None or self.server.proc.poll() is not None:
+            self.server.start()  # it died: the next test gets a live one again
         return self.server
 
     def stop(self) -> None:
