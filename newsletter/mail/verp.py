@@ -9,6 +9,16 @@ This module is the one place that makes and reads these addresses: the sending s
 (:func:`verp_address`, and :mod:`newsletter.mail.fastpath` with ``PREFIX`` and
 ``MAC_CHARS``) and every bounce path (:func:`decode_verp`, :func:`looks_like_verp`,
 :func:`verp_token`).
+
+The same domain also receives the ``mailto:`` unsubscribe address of every digest's
+List-Unsubscribe header (RFC 2369), ``unsubscribe+<unsubscribe token>@BOUNCE_DOMAIN``
+(built by :mod:`newsletter.mail.fastpath`); :func:`unsubscribe_token` reads it. That
+token is the itsdangerous token of the unsubscribe link, case-sensitive base64, so it is
+taken exactly as it arrives: SMTP keeps the local part's case (RFC 5321 2.4) and the
+mail systems readers use (Gmail, Outlook, Yahoo, Apple Mail, Postfix and Exim relays)
+pass it on unchanged. A system that folded it to lower case would spoil the signature:
+such a mail is refused like a forged one and changes nothing (the reader still has the
+one-click link). Only the ``unsubscribe+`` prefix and the domain are matched without case.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from collections.abc import Iterable
 from newsletter.config import Settings
 
 PREFIX = "bounces"
+UNSUBSCRIBE_PREFIX = "unsubscribe"
 MAC_CHARS = 12  # 48 bits: forging one needs ~2**47 tries against a server that notices.
 _SIGNED = re.compile(rf"^(\d{{1,18}})-([0-9a-f]{{{MAC_CHARS}}})$")
 
@@ -79,3 +90,12 @@ def decode_verp(address: str, settings: Settings) -> int | None:
     if not hmac.compare_digest(found.group(2), _mac(delivery_id, settings.secret)):
         return None
     return delivery_id
+
+
+def unsubscribe_token(address: str, settings: Settings) -> str | None:
+    """The TOKEN of ``unsubscribe+TOKEN@BOUNCE_DOMAIN``, case kept, or None for any other
+    address. Unverified: ``subscriptions.tokens.read_unsubscribe_token`` checks it."""
+    token, domain = _split(address, UNSUBSCRIBE_PREFIX)
+    if token is None or domain.lower() != settings.bounces_domain.lower():
+        return None
+    return token
