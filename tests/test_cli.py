@@ -127,7 +127,7 @@ def test_erase_removes_the_person_and_keeps_them_from_being_reimported(store: st
     csv_file = tmp_path / "old.csv"
     csv_file.write_text("email,name\ngone@example.org,Gone\n")
     again = cli("subscribers", "import", str(csv_file), "--list", "morning", "--confirmed")
-    assert "suppressed 1" in again.stdout
+    assert "skipped 1" in again.stdout and "line 2: gone@example.org: erased" in again.stderr
     assert records() == []
     refused = cli("subscribers", "add", "gone@example.org", "--list", "morning", "--confirmed")
     assert refused.returncode == 2 and "suppressed" in refused.stderr

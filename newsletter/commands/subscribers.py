@@ -25,6 +25,8 @@ def subscribers_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def subscribers_add(email: str, list_slug: str, name: str, confirmed: bool, as_json: bool) -> None:
+    """Add one address; refused (exit 2) for a reader who left, complained, bounced or was
+    erased."""
     record = perform(actions.add_subscriber, email, list_slug, name, confirmed)
     if as_json:
         emit_json(record)
@@ -39,7 +41,11 @@ def subscribers_add(email: str, list_slug: str, name: str, confirmed: bool, as_j
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def subscribers_import(file: Any, list_slug: str, confirmed: bool, as_json: bool) -> None:
-    """Import a CSV with columns email,name."""
+    """Import a CSV with columns email,name.
+
+    Rows for readers who unsubscribed from the list, complained, bounced or were erased
+    are skipped with their reason (--json: "skipped"), with or without --confirmed.
+    """
     from newsletter.errors import InvalidInput
 
     try:
@@ -51,11 +57,13 @@ def subscribers_import(file: Any, list_slug: str, confirmed: bool, as_json: bool
     if as_json:
         emit_json(report)
         return
+    for row in report["skipped"]:
+        click.echo(f"skipped line {row['line']}: {row['email']}: {row['reason']}", err=True)
     for line in report["invalid"]:
         click.echo(f"skipped {line}", err=True)
     click.echo(
         f"added {report['added']}, confirmation sent {report['confirmation_sent']}, "
-        f"unchanged {report['unchanged']}, suppressed {report['suppressed']}, "
+        f"unchanged {report['unchanged']}, skipped {len(report['skipped'])}, "
         f"invalid {len(report['invalid'])}"
     )
 

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.effects import Done, Effect, SendConfirmation
-from newsletter.errors import InvalidInput, NotFound
+from newsletter.errors import Conflict, InvalidInput, NotFound
 from newsletter.subscriptions import lists
 from newsletter.subscriptions.consent import (
     ConsentRecord,
-    Outcome,
+    Refusal,
     SubscribeResult,
     renew_confirmation,
     subscribe,
@@ -26,6 +26,21 @@ from newsletter.subscriptions.consent import (
 from newsletter.subscriptions.erase import erase
 from newsletter.subscriptions.subscribers import import_csv, subscriber_records
 from newsletter.subscriptions.tokens import ConfirmClaim
+
+
+def refusal_message(email: str, list_slug: str, refusal: Refusal) -> str:
+    """One line for the operator: who, why, and the only way back."""
+    why = {
+        Refusal.unsubscribed: f"unsubscribed from {list_slug!r}",
+        Refusal.complained: "complained (marked our mail as spam)",
+        Refusal.bounced: "is suppressed: the mailbox bounced",
+        Refusal.erased: "is suppressed: erased at the reader's request",
+        Refusal.suppressed: "is suppressed",
+    }[refusal]
+    back = "Only the reader can subscribe again, through the sign-up form and its confirmation"
+    if refusal is Refusal.bounced:
+        back += " (or lift the suppression once the mailbox works again)"
+    return f"{email} {why}; not added ({refusal.value}). {back}."
 
 
 def _confirmation(result: SubscribeResult) -> tuple[Effect, ...]:
@@ -111,7 +126,11 @@ def add_subscriber(
     name: str = "",
     confirmed: bool = False,
 ) -> Done[dict[str, Any]]:
-    """An operator adds one address; without --confirmed it gets the confirmation mail."""
+    """An operator adds one address; without --confirmed it gets the confirmation mail.
+
+    Refused (Conflict) for a reader who unsubscribed from the list, complained, bounced or
+    was erased: only the reader's own sign-up and confirmation bring them back.
+    """
     result = subscribe(
         session,
         settings,
@@ -121,10 +140,8 @@ def add_subscriber(
         consent=ConsentRecord(source="admin"),
         confirmed=confirmed,
     )
-    if result.outcome is Outcome.suppressed:
-        raise InvalidInput(
-            "email", f"{email} is suppressed (erased, bounced or complained); not added"
-        )
+    if result.refusal is not None:
+        raise Conflict("email", refusal_message(email, list_slug, result.refusal))
     value = {"email": email, "list": list_slug, "outcome": result.outcome.value}
     return Done(value, _confirmation(result))
 
@@ -141,7 +158,7 @@ def import_subscribers(
         "added": report.added,
         "confirmation_sent": report.pending,
         "unchanged": report.unchanged,
-        "suppressed": report.suppressed,
+        "skipped": [s.record() for s in report.skipped],
         "invalid": report.invalid,
     }
     return Done(value, tuple(SendConfirmation(i) for i in report.pending_ids))

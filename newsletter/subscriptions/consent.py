@@ -24,13 +24,15 @@ from newsletter.models import (
 )
 from newsletter.subscriptions.addresses import clean_name, email_hash, normalise_email
 from newsletter.subscriptions.lists import find_list
-from newsletter.subscriptions.suppression import is_suppressed
 from newsletter.subscriptions.tokens import (
     ConfirmClaim,
     TokenInvalid,
     read_confirm_token,
     read_unsubscribe_token,
 )
+
+# Consent sources that are an operator acting, not the reader asking (see subscribe()).
+OPERATOR_SOURCES = ("import", "admin")
 
 
 class Outcome(StrEnum):
@@ -39,17 +41,48 @@ class Outcome(StrEnum):
     already_confirmed = "already_confirmed"
     confirmed = "confirmed"  # added as confirmed by an operator or import
     suppressed = "suppressed"  # an import or admin add refused a suppressed address
+    unsubscribed = "unsubscribed"  # an import or admin add refused: the reader left this list
     ignored = "ignored"  # honeypot and the like
+
+
+class Refusal(StrEnum):
+    """Why an operator (import, admin add) may not put a reader on a list: the reader's
+    own decision, or their mailbox's, stands until the reader asks again themselves."""
+
+    unsubscribed = "unsubscribed"  # left this list
+    complained = "complained"  # marked our mail as spam
+    bounced = "bounced"  # the mailbox refused our mail (hard bounce, or soft ones in a row)
+    erased = "erased"  # asked for their data to be erased
+    suppressed = "suppressed"  # on the suppression list for another reason
+
+
+# Suppression.reason (written by erase and the bounce policy) -> what the operator is told.
+_SUPPRESSION_REFUSAL = {
+    "erased": Refusal.erased,
+    "complaint": Refusal.complained,
+    "hard-bounce": Refusal.bounced,
+    "soft-bounce-limit": Refusal.bounced,
+}
+_STATUS_REFUSAL = {
+    SubscriberStatus.complained: Refusal.complained,
+    SubscriberStatus.bounced: Refusal.bounced,
+    SubscriberStatus.suppressed: Refusal.suppressed,
+}
 
 
 @dataclass(frozen=True)
 class SubscribeResult:
     outcome: Outcome
     subscription_id: int | None = None
+    refusal: Refusal | None = None  # set when an operator's add or import was refused
 
     @property
     def send_confirmation(self) -> bool:
         return self.outcome is Outcome.pending
+
+    @property
+    def refused(self) -> bool:
+        return self.refusal is not None
 
 
 @dataclass(frozen=True)
@@ -80,25 +113,33 @@ def subscribe(
     address = normalise_email(email, check_deliverability=settings.check_deliverability)
     display = clean_name(name)
     mlist = find_list(session, list_slug)
-    # Operators and imports must not bring back someone who erased themselves, bounced
-    # or complained; a reader's own double opt-in may (confirming lifts it, see confirm()).
-    operator = confirmed or consent.source in ("import", "admin")
-    if operator and is_suppressed(session, settings, address):
-        return SubscribeResult(Outcome.suppressed)
-
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    sub = (
+        session.scalar(
+            select(Subscription).where(
+                Subscription.list_id == mlist.id, Subscription.subscriber_id == subscriber.id
+            )
+        )
+        if subscriber is not None
+        else None
+    )
+    # Operators and imports never override the reader's own unsubscribe, complaint or
+    # erasure, nor a mailbox that bounced: refused before anything is written. Only the
+    # reader's own double opt-in brings them back (confirming lifts it, see confirm()).
+    if confirmed or consent.source in OPERATOR_SOURCES:
+        refusal = operator_refusal(session, settings, address, subscriber, sub)
+        if refusal is not None:
+            outcome = (
+                Outcome.unsubscribed if refusal is Refusal.unsubscribed else Outcome.suppressed
+            )
+            return SubscribeResult(outcome, sub.id if sub is not None else None, refusal)
+
     if subscriber is None:
         subscriber = Subscriber(email=address, name=display)
         session.add(subscriber)
         session.flush()
     elif display and not subscriber.name:
         subscriber.name = display
-
-    sub = session.scalar(
-        select(Subscription).where(
-            Subscription.list_id == mlist.id, Subscription.subscriber_id == subscriber.id
-        )
-    )
     if sub is not None and sub.status == SubscriptionStatus.confirmed:
         return SubscribeResult(Outcome.already_confirmed, sub.id)
     if sub is None:
@@ -116,13 +157,48 @@ def subscribe(
         sub.unsubscribed_at = None
         session.flush()
         return SubscribeResult(Outcome.confirmed, sub.id)
-    if sub.status == SubscriptionStatus.unsubscribed:
-        sub.unsubscribed_at = None
+    # A reader who left and asks again stays "left" (unsubscribed_at) until they confirm:
+    # an operator cannot turn the pending request into a subscription for them.
     sub.status = SubscriptionStatus.unconfirmed
     sub.token_nonce = (sub.token_nonce or 0) + 1  # older confirm links stop working
     sub.confirm_sent_at = now
     session.flush()
     return SubscribeResult(Outcome.pending, sub.id)
+
+
+def operator_refusal(
+    session: Session,
+    settings: Settings,
+    address: str,
+    subscriber: Subscriber | None,
+    sub: Subscription | None,
+) -> Refusal | None:
+    """Why an operator may not (re)subscribe this address to this list, if they may not.
+
+    The suppression list (a keyed hash, so it outlives an erasure) and the subscriber's
+    status speak for the address on every list; an unsubscribe for the one list it was
+    made on.
+    """
+    suppression = session.scalar(
+        select(Suppression.reason).where(
+            Suppression.email_hash == email_hash(address, settings.secret)
+        )
+    )
+    if suppression is not None:
+        return _SUPPRESSION_REFUSAL.get(suppression, Refusal.suppressed)
+    if subscriber is not None:
+        try:
+            status = SubscriberStatus(subscriber.status)
+        except ValueError:
+            status = SubscriberStatus.suppressed
+        if status in _STATUS_REFUSAL:
+            return _STATUS_REFUSAL[status]
+    if sub is not None and (
+        sub.status == SubscriptionStatus.unsubscribed
+        or (sub.status == SubscriptionStatus.unconfirmed and sub.unsubscribed_at is not None)
+    ):
+        return Refusal.unsubscribed
+    return None
 
 
 def _record_consent(sub: Subscription, consent: ConsentRecord, now: datetime) -> None:
@@ -161,6 +237,7 @@ def confirm(session: Session, settings: Settings, token: str) -> tuple[ConfirmSt
     now = utcnow()
     sub.status = SubscriptionStatus.confirmed
     sub.confirmed_at = now
+    sub.unsubscribed_at = None  # the reader came back themselves
     subscriber = sub.subscriber
     if subscriber.status != SubscriberStatus.active:
         # The reader proved the mailbox works and asked again: lift the old suppression.

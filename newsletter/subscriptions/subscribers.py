@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.errors import InvalidInput
 from newsletter.models import MailingList, Subscriber, Subscription
-from newsletter.subscriptions.consent import ConsentRecord, Outcome, subscribe
+from newsletter.subscriptions.consent import ConsentRecord, Outcome, Refusal, subscribe
 from newsletter.subscriptions.lists import find_list
 
 
@@ -54,12 +54,24 @@ def subscriber_records(
         session.expunge_all()
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A row the import may not act on: the reader's own choice (or mailbox) stands."""
+
+    line: int
+    email: str
+    reason: Refusal
+
+    def record(self) -> dict[str, object]:
+        return {"line": self.line, "email": self.email, "reason": self.reason.value}
+
+
 @dataclass
 class ImportReport:
     added: int = 0
     pending: int = 0
     unchanged: int = 0
-    suppressed: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
     pending_ids: list[int] = field(default_factory=list)
 
@@ -71,6 +83,8 @@ def import_csv(
 
     Without --confirmed every new address gets the confirmation mail (the caller sends it),
     which is what consent law expects of an imported list of unknown provenance.
+    A row for someone who unsubscribed from the list, complained, bounced or was erased
+    is skipped with its reason, with or without --confirmed: no subscription, no mail.
     """
     find_list(session, list_slug)
     reader = csv.DictReader(stream)
@@ -92,13 +106,13 @@ def import_csv(
         except InvalidInput as exc:
             report.invalid.append(f"line {lineno}: {exc.message}")
             continue
-        if result.outcome is Outcome.confirmed:
+        if result.refusal is not None:
+            report.skipped.append(Skipped(lineno, row.get("email", "").strip(), result.refusal))
+        elif result.outcome is Outcome.confirmed:
             report.added += 1
         elif result.outcome is Outcome.pending and result.subscription_id is not None:
             report.pending += 1
             report.pending_ids.append(result.subscription_id)
-        elif result.outcome is Outcome.suppressed:
-            report.suppressed += 1
         else:
             report.unchanged += 1
     return report

@@ -78,9 +78,23 @@ def get_subscribers(list: str | None = None) -> list[dict[str, Any]]:  # noqa: A
     return call(actions.list_subscribers, list)
 
 
-@router.post("/subscribers", status_code=201, tags=["subscribers"])
+@router.post(
+    "/subscribers",
+    status_code=201,
+    tags=["subscribers"],
+    responses={
+        409: {
+            "description": "The reader unsubscribed from the list, complained, bounced or "
+            "was erased; the message names the reason (only the reader can come back)."
+        }
+    },
+)
 def post_subscriber(body: SubscriberIn) -> dict[str, Any]:
-    """Add one address; without `confirmed` it gets the confirmation mail."""
+    """Add one address; without `confirmed` it gets the confirmation mail.
+
+    Refused with 409 for a reader who unsubscribed from the list, complained, bounced or
+    was erased: an operator never overrides the reader's own decision.
+    """
     return call(actions.add_subscriber, body.email, body.list, body.name, body.confirmed)
 
 
