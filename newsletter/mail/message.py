@@ -1,4 +1,9 @@
-"""MIME messages built with the standard library's email package (the reference builder)."""
+"""MIME messages built with the standard library's email package (the reference builder).
+
+Used as it is for the few one-off mails (subscription confirmations). Digests go out
+through the fast path (mail/fastpath.py), which tests/test_send_fastpath.py checks
+against this builder: the same content, headers and parts.
+"""
 
 from __future__ import annotations
 
