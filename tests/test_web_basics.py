@@ -118,7 +118,8 @@ def test_the_outbox_shows_what_the_catcher_received(client: TestClient, data_dir
     key = listing.text.split('href="/outbox/')[1].split('"')[0]
     shown = client.get(f"/outbox/{key}")
     assert shown.status_code == 200
-    assert 'sandbox=""' in shown.text and "<script>x()" not in shown.text
+    assert 'sandbox="allow-popups allow-popups-to-escape-sandbox"' in shown.text
+    assert "<script>x()" not in shown.text
     assert client.get("/outbox/../../etc/passwd").status_code == 404
     assert client.get("/outbox/nonexistent").status_code == 404
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -14,10 +17,14 @@ from newsletter import __version__
 from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.web import admin, bounces_api, content, outbox, public, sends, webhooks
-from newsletter.web.pages import error_page
+from newsletter.web.pages import error_page, secure_with_inline_scripts
 from newsletter.web.ratelimit import make_limiter
 
 log = logging.getLogger(__name__)
+
+# Swagger UI ships inside the package (static/swagger-ui, Apache-2.0): /api/docs works
+# without internet and loads nothing from another origin.
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 def _wants_json(request: Request) -> bool:
@@ -28,12 +35,26 @@ def _wants_json(request: Request) -> bool:
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    app = FastAPI(title="newsletter", version=__version__, docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(title="newsletter", version=__version__, docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.limiter = make_limiter(settings.redis_url)
     for module in (public, content, admin, sends, bounces_api, webhooks):
         app.include_router(module.router)
     if settings.embedded:
         app.include_router(outbox.router)
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return secure_with_inline_scripts(
+            get_swagger_ui_html(
+                openapi_url=app.openapi_url or "/openapi.json",
+                title="newsletter admin API",
+                swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+                swagger_css_url="/static/swagger-ui/swagger-ui.css",
+                swagger_favicon_url="/static/swagger-ui/favicon-32x32.png",
+                swagger_ui_parameters={"validatorUrl": None},
+            )
+        )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:

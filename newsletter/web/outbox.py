@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
@@ -10,6 +12,23 @@ from newsletter.mail.catcher import read_caught, read_outbox
 from newsletter.web.pages import page
 
 router = APIRouter(include_in_schema=False)
+
+_HEAD = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
+_LINK = re.compile(r"<a(?=[\s>])", re.IGNORECASE)
+
+
+def for_frame(html: str) -> str:
+    """The mail's HTML as the outbox frames it: every link opens in a new tab.
+
+    The frame is sandboxed (no scripts, no same origin), and the pages the links lead to,
+    such as the confirm page, refuse to be framed; in a tab of their own they work.
+    """
+    html = _LINK.sub('<a target="_blank" rel="noopener"', html)
+    base = '<base target="_blank">'
+    head = _HEAD.search(html)
+    if head is None:
+        return base + html
+    return html[: head.end()] + base + html[head.end() :]
 
 
 @router.get("/outbox", response_class=HTMLResponse)
@@ -23,11 +42,12 @@ def outbox_message(request: Request, key: str) -> HTMLResponse:
     if caught is None:
         raise HTTPException(404, "No such message in the outbox.")
     headers = [(k, str(v)) for k, v in caught.message.items()]
+    html = caught.part("html")
     return page(
         request,
         "outbox_message.html",
         msg=caught,
         headers=headers,
         text=caught.part("plain"),
-        html=caught.part("html"),
+        html=for_frame(html) if html else "",
     )

@@ -90,6 +90,10 @@ def _form_page(
 
 @router.get("/subscribe", response_class=HTMLResponse)
 def subscribe_form(request: Request) -> HTMLResponse:
+    slug = request.query_params.get("list", "")
+    if slug and slug not in {item["slug"] for item in _lists()}:
+        # Never the default list in its place: the reader asked for another one.
+        return page(request, "no_such_list.html", status=404, slug=slug)
     return _form_page(request)
 
 
