@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from newsletter.commands import (
@@ -15,12 +17,21 @@ from newsletter.commands import (
     subscribers,
     up,
 )
+from newsletter.commands.common import use_data_dir
 
 
 @click.group()
 @click.version_option(package_name="newsletter")
-def main() -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the data lives (default ./var); the same as NEWSLETTER_DATA_DIR.",
+)
+def main(data_dir: Path | None) -> None:
     """Newsletter delivery: subscriptions, digests, sending and bounces."""
+    if data_dir is not None:
+        use_data_dir(data_dir)
 
 
 for command in (

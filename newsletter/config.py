@@ -195,6 +195,33 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'newsletter.db'}"
 
     @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file, or None for PostgreSQL and in-memory SQLite."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database).resolve()
+
+    def missing_database(self) -> Path | None:
+        """The SQLite file that should hold the data but does not exist (None: no such gap).
+
+        A PostgreSQL database is never checked this way: reaching it is the connection's job.
+        """
+        path = self.sqlite_file
+        return path if path is not None and not path.exists() else None
+
+    @property
+    def data_dir_given(self) -> bool:
+        """Whether the operator said where the data is (NEWSLETTER_DATA_DIR, .env, --data-dir)."""
+        return bool({"data_dir", "database_url"} & self.model_fields_set)
+
+    def ensure_secrets(self) -> None:
+        """Create the persisted embedded-default secrets now (they are otherwise made lazily)."""
+        _ = self.secret, self.admin
+
+    @property
     def broker(self) -> str:
         return self.broker_url or "filesystem://"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -135,3 +136,175 @@ def test_links_in_the_outbox_frame_open_in_a_new_tab(client: TestClient):
     (link,) = [a for tag, a in inner if tag == "a"]
     assert link["target"] == "_blank" and link["rel"] == "noopener"
     assert link["href"] == "http://127.0.0.1:8000/confirm/abc"
+
+
+# The CLI as a person runs it ---------------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(extra)
+    return env
+
+
+def cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        env=clean_env(**env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def tree(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+# 15. A command run from another folder ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["lists", "list"],
+        ["subscribers", "add", "reader@example.org", "--list", "news"],
+        ["sends", "list", "--json"],
+    ],
+)
+def test_a_command_elsewhere_says_where_it_looked_and_creates_nothing(
+    tmp_path: Path, args: list[str]
+):
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert f"no database at {tmp_path.resolve() / 'var' / 'newsletter.db'}" in line
+    assert "--data-dir" in line and "NEWSLETTER_DATA_DIR" in line
+    assert "no such table" not in line
+    assert tree(tmp_path) == []  # no ./var, no secret files
+
+
+def test_an_explicit_data_dir_without_data_is_named_and_left_alone(tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("lists", "list", cwd=tmp_path, NEWSLETTER_DATA_DIR=str(empty))
+    assert result.returncode == 1
+    assert f"no database at {empty.resolve() / 'newsletter.db'}" in result.stderr
+    assert tree(tmp_path) == ["empty"]
+
+
+def test_data_dir_option_points_every_command_at_the_data(tmp_path: Path):
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    made = cli("--data-dir", str(data), "db", "upgrade", cwd=elsewhere)
+    assert made.returncode == 0, made.stderr
+    assert (data / "newsletter.db").exists()
+    created = cli(
+        "--data-dir", str(data), "lists", "create", "morning", "--name", "M", cwd=tmp_path
+    )
+    assert created.returncode == 0, created.stderr
+    listed = cli("--data-dir", "data", "lists", "list", "--json", cwd=tmp_path)
+    assert listed.returncode == 0 and '"morning"' in listed.stdout
+    by_env = cli("lists", "list", "--json", cwd=elsewhere, NEWSLETTER_DATA_DIR=str(data))
+    assert by_env.returncode == 0 and '"morning"' in by_env.stdout
+    assert tree(elsewhere) == []
+
+
+# 12 and 17. `newsletter up`: its own lines, secrets before the banner, logs in files ------
+
+
+@pytest.fixture
+def started(tmp_path: Path):
+    """`newsletter up` on a fresh data dir; yields the process, its URL and the data dir."""
+    import psutil
+
+    port, smtp, data = free_port(), free_port(), tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "up", "--port", str(port)],
+        env=clean_env(
+            NEWSLETTER_DATA_DIR=str(data), NEWSLETTER_SMTP_URL=f"smtp://127.0.0.1:{smtp}"
+        ),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield proc, f"http://127.0.0.1:{port}", data
+    if proc.poll() is None:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        for member in family:
+            member.kill()
+        psutil.wait_procs(family, timeout=10)
+
+
+def read_banner(proc: subprocess.Popen[str]) -> list[str]:
+    lines: list[str] = []
+    while not lines or "Press Ctrl-C" not in lines[-1]:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line, "".join(lines)
+        lines.append(line)
+    return lines
+
+
+def wait_for(check, timeout: float = 60.0):
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if result := check():
+                return result
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    return proc.stdout.read() if proc.stdout else ""
+
+
+def test_up_writes_the_admin_token_before_the_banner_points_at_it(started):
+    import httpx
+
+    proc, base, data = started
+    banner = "".join(read_banner(proc))
+    assert "token in " in banner and "admin_token" in banner
+    # Nothing has asked the web app anything yet: the file is there because `up` made it.
+    token = (data / "admin_token").read_text().strip()
+    assert token and (data / "secret_key").exists()
+    lists = wait_for(
+        lambda: (
+            (
+                r := httpx.get(f"{base}/api/lists", headers={"Authorization": f"Bearer {token}"})
+            ).status_code
+            == 200
+            and r
+        )
+    )
+    assert lists.json()[0]["slug"] == "news"
+    stop(proc)
+
+
+def test_up_shows_its_own_lines_and_keeps_the_services_logs_in_files(started):
+    proc, base, data = started
+    banner = read_banner(proc)
+    assert banner[0].startswith("newsletter is up"), banner
+    logs = data / "logs"
+    assert any(str(logs) in line and "worker.log" in line for line in banner), banner
+    # The worker's Celery banner is written once it has started: in its log, not here.
+    wait_for(lambda: "celery@" in (logs / "worker.log").read_text(errors="replace"))
+    rest = stop(proc)
+    output = "".join(banner) + rest
+    assert "celery@" not in output and "WARNING" not in output
+    assert rest.strip().splitlines() == ["stopped"]
+    for name in ("web", "worker", "beat"):
+        assert (logs / f"{name}.log").is_file(), name

@@ -11,6 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
 
 import click
 from sqlalchemy import select
@@ -34,13 +37,39 @@ def _ensure_list(settings: Settings) -> str | None:
     return None
 
 
-def run_all(settings: Settings, host: str, port: int) -> int:
+SERVICES = ("web", "worker", "beat")
+
+
+def _log_files(settings: Settings) -> dict[str, IO[bytes]]:
+    """One append-only log per service in <data dir>/logs, each run marked by a line."""
+    folder = settings.data_dir / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    files: dict[str, IO[bytes]] = {}
+    for name in SERVICES:
+        log = open(folder / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
+        log.write(f"--- newsletter up, {stamp} ---\n".encode())
+        log.flush()
+        files[name] = log
+    return files
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_all(settings: Settings, host: str, port: int, verbose: bool = False) -> int:
     from newsletter.mail.catcher import start_catcher
     from newsletter.migrate import upgrade
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade()
     created = _ensure_list(settings)
+    # The banner points at var/admin_token: it must be there before anyone reads it.
+    settings.ensure_secrets()
     catcher = None
     if settings.smtp.host in LOOPBACK and not settings.smtp.username:
         try:
@@ -59,11 +88,26 @@ def run_all(settings: Settings, host: str, port: int) -> int:
         env["NEWSLETTER_BASE_URL"] = base
         hint = f"  note            run other commands with NEWSLETTER_BASE_URL={base}"
     cmd = [sys.executable, "-m", "newsletter"]
-    procs = {
-        "web": subprocess.Popen([*cmd, "web", "--host", host, "--port", str(port)], env=env),
-        "worker": subprocess.Popen([*cmd, "worker", "--loglevel", "WARNING"], env=env),
-        "beat": subprocess.Popen([*cmd, "beat", "--loglevel", "WARNING"], env=env),
+    args = {
+        "web": ["web", "--host", host, "--port", str(port)],
+        "worker": ["worker", "--loglevel", "WARNING"],
+        "beat": ["beat", "--loglevel", "WARNING"],
     }
+    # The services' own output (Celery's banner, its warnings) goes to files unless asked
+    # for: what a person sees here is this command's lines.
+    logs = {} if verbose else _log_files(settings)
+    procs = {
+        name: subprocess.Popen(
+            [*cmd, *args[name]],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=logs.get(name),
+            stderr=subprocess.STDOUT if name in logs else None,
+        )
+        for name in SERVICES
+    }
+    for log in logs.values():
+        log.close()  # the children hold their own copies
     click.echo(f"newsletter is up ({'embedded' if settings.embedded else 'external'} services)")
     click.echo(f"  subscribe form  {base}/subscribe")
     if catcher is not None:
@@ -73,6 +117,11 @@ def run_all(settings: Settings, host: str, port: int) -> int:
         f"  admin API       {base}/api/docs   (token in {settings.data_dir / 'admin_token'})"
     )
     click.echo(f"  data            {settings.data_dir.resolve()}")
+    if logs:
+        files = ", ".join(f"{name}.log" for name in SERVICES)
+        click.echo(
+            f"  logs            {settings.data_dir / 'logs'}/{files}   (up --verbose shows them)"
+        )
     if created:
         click.echo(f"  created list '{created}' to start with")
     if hint:
@@ -93,6 +142,10 @@ def run_all(settings: Settings, host: str, port: int) -> int:
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     click.echo(f"{name} exited with code {proc.returncode}; stopping", err=True)
+                    if logs:
+                        log_path = settings.data_dir / "logs" / f"{name}.log"
+                        click.echo(f"last lines of {log_path}:", err=True)
+                        click.echo(_tail(log_path), err=True)
                     stopping, code = True, 1
                     break
             time.sleep(0.3)
@@ -116,9 +169,12 @@ def run_all(settings: Settings, host: str, port: int) -> int:
 @click.command()
 @click.option("--port", default=8000, show_default=True, help="Web port.")
 @click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--verbose", "-v", is_flag=True, help="Show the services' logs here instead of in files."
+)
 @handled
-def up(port: int, host: str) -> None:
+def up(port: int, host: str, verbose: bool) -> None:
     """Run web, worker, beat and the SMTP catcher together (the embedded default)."""
     from newsletter.commands.up import run_all
 
-    sys.exit(run_all(settings(), host=host, port=port))
+    sys.exit(run_all(settings(), host=host, port=port, verbose=verbose))
