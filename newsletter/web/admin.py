@@ -9,10 +9,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
 from newsletter.db import session_scope
-from newsletter.models import BounceEvent, Delivery, Subscriber, Subscription
+from newsletter.metrics import prometheus_text
 from newsletter.subscriptions import actions
 from newsletter.web.api import call
 from newsletter.web.auth import require_admin
@@ -105,17 +104,6 @@ def erase_subscriber(body: EraseIn) -> dict[str, Any]:
 
 
 def prometheus_metrics() -> str:
-    """Counts by state, for a scraper: subscribers, subscriptions, deliveries, bounce events."""
-    gauges = (
-        ("newsletter_subscribers", "status", Subscriber.status),
-        ("newsletter_subscriptions", "status", Subscription.status),
-        ("newsletter_deliveries", "status", Delivery.status),
-        ("newsletter_bounce_events", "kind", BounceEvent.kind),
-    )
-    lines = []
+    """GET /metrics (newsletter/web/app.py): the counts newsletter/metrics.py reads."""
     with session_scope() as session:
-        for name, label, column in gauges:
-            lines.append(f"# TYPE {name} gauge")
-            for value, n in session.execute(select(column, func.count()).group_by(column)):
-                lines.append(f'{name}{{{label}="{value}"}} {n}')
-    return "\n".join(lines) + "\n"
+        return prometheus_text(session)
