@@ -364,6 +364,14 @@ REASON_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
             r"domain (?:name )?(?:not found|does not exist|unknown|is not found)",
             r"no such (?:host|domain)",
             r"(?:unrouteable|unroutable) (?:mail )?domain",
+            # Exim: its router found no way to the domain (no such domain, no usable MX).
+            r"(?:unrouteable|unroutable) address",
+            r"all (?:relevant )?mx records point to non-?existent hosts",
+            r"all host address lookups failed permanently",
+            # Sendmail: "Host unknown (Name server: mx.example: host not found)" is caught
+            # above; its other permanent wording:
+            r"illegal host/domain name",
+            r"mail domain mentioned in (?:the )?e-?mail address is unknown",
             r"name or service not known",
             r"nxdomain",
             r"(?:couldn't|could not|can't|cannot|unable to) (?:find|resolve|locate) (?:any )?"
@@ -422,7 +430,6 @@ REASON_PATTERNS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
             r"not (?:a )?valid (?:user|mailbox|recipient|address)",
             r"bad (?:recipient|destination mailbox|address)",
             r"not listed in",
-            r"unrouteable address",
             r"recipient (?:address )?rejected",
             r"recipient not (?:recognized|found|accepted)",
             r"no mailbox",

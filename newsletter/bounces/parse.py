@@ -2,10 +2,13 @@
 
 Order of attempts, most reliable first:
 
-1. ARF feedback reports (RFC 5965): a reader complaint or a DMARC failure report.
+1. ARF feedback reports (RFC 5965): a reader complaint or a DMARC failure report; also
+   as mailbox providers really send them (report part as text/plain, Feedback-Type in any
+   case or missing) and non-ARF feedback-loop reports with the message attached.
 2. RFC 3464 DSNs: ``message/delivery-status`` fields (also when an MTA pastes them into a
-   text part).
-3. Amazon SES JSON notifications sent by e-mail.
+   text part). A final report (Action: failed) whose text says the user is unknown is
+   hard whatever its status digit.
+3. Amazon SES JSON notifications sent by e-mail (plain, in an SNS envelope, folded).
 4. Auto-replies (RFC 3834, vacation / out-of-office), once it is clear the message is not
    a bounce: Exim marks its bounces ``Auto-Submitted: auto-replied`` too.
 5. Free-text bounces (Postfix, Exim, qmail, Exchange, Gmail...): recipient from
@@ -27,8 +30,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
+from typing import Any
 
-from newsletter.bounces.classify import Kind, classify, find_status
+from newsletter.bounces.classify import Kind, classify, find_status, reason_from_text
 from newsletter.mail.verp import PREFIX, verp_token
 from newsletter.subscriptions.addresses import domain_of
 
@@ -45,12 +49,21 @@ _LEADING_ADDR = re.compile(
     r"(?m)(?<=^<)" + _ADDR.pattern + r"(?=>:)|(?<=^)" + _ADDR.pattern + r"(?=:)"
 )
 _ORIGINAL_MARKERS = re.compile(
-    r"^.*(?:this is a copy of the message|original message (?:follows|headers? follow)"
-    r"|message headers follow|below this line is a copy|-{3,} ?original (?:message|mail)\b"
-    r"|header of the original message|unsent message below|original mail as follows"
+    r"^.*(?:this is a copy of the (?:body of the )?message"
+    r"|original message (?:follows|headers? follow)|message headers follow"
+    r"|below this line is a copy|-{3,} ?original (?:message|mail)\b"
+    r"|header of the original message|unsent message (?:below|follows)|original mail as follows"
     r"|message text follows|included below is the original|headers of your message follow"
     r"|-+ ?(?:returned|undelivered) message ?-+).*$",
     re.IGNORECASE | re.MULTILINE,
+)
+# A copy of the original's header block pasted without any marker: trace headers and
+# more header lines. Its Received-SPF, DKIM-Signature and X-Spam lines would otherwise
+# read as the receiver's words ("spf", "spam").
+_PASTED_HEADERS = re.compile(
+    r"^(?:Return-Path|Received|X-Received|DKIM-Signature|ARC-Seal|Received-SPF"
+    r"|Authentication-Results):[^\n]*\n(?:[ \t][^\n]*\n)*[A-Za-z][A-Za-z0-9-]*:",
+    re.MULTILINE,
 )
 _DAEMON = re.compile(
     r"^(?:mailer-daemon|post_?master|mail-daemon|maildelivery|mdaemon|"
@@ -251,6 +264,10 @@ def _part_text(part: Message) -> str:
         for block in payload:
             if isinstance(block, Message):
                 blocks.append("\n".join(f"{k}: {v}" for k, v in block.items()))
+                body = block.get_payload()
+                if isinstance(body, str) and body.strip():
+                    # A blank line before the fields makes them the block's body.
+                    blocks.append(body)
         return "\n\n".join(blocks)
     data = part.get_payload(decode=True)
     if not isinstance(data, bytes):
@@ -285,8 +302,9 @@ def _original_message(msg: Message) -> Message | None:
     return None
 
 
-def _bounce_text(msg: Message) -> str:
-    """Human-readable text of the bounce, cut before any pasted copy of the original."""
+def _bounce_text(msg: Message, *, cut: bool = True) -> str:
+    """Human-readable text of the bounce, cut before any pasted copy of the original
+    (unless ``cut`` is False)."""
     chunks = []
     for part in _walk_outer(msg):
         # A multipart whose boundary never matches is left as one text blob: read it.
@@ -299,8 +317,14 @@ def _bounce_text(msg: Message) -> str:
                 text = _strip_html(text)
             chunks.append(text)
     text = "\n".join(chunks)
-    cut = _ORIGINAL_MARKERS.search(text)
-    return text[: cut.start()] if cut else text
+    if not cut:
+        return text
+    marker = _ORIGINAL_MARKERS.search(text)
+    if marker is None:
+        pasted = _PASTED_HEADERS.search(text)
+        if pasted is not None and text[: pasted.start()].strip():
+            marker = pasted
+    return text[: marker.start()] if marker else text
 
 
 def _strip_html(text: str) -> str:
@@ -368,33 +392,119 @@ def _result(
 # --------------------------------------------------------------------------- ARF
 
 
+# Fields of an RFC 5965 report (and of the older drafts providers still send).
+_ARF_FIELDS = frozenset(
+    {
+        "feedback-type",
+        "user-agent",
+        "version",
+        "original-mail-from",
+        "original-rcpt-to",
+        "original-envelope-id",
+        "arrival-date",
+        "received-date",
+        "source-ip",
+        "reported-domain",
+        "reported-uri",
+        "removal-recipient",
+        "reporting-mta",
+        "incidents",
+        "auth-failure",
+        "authentication-results",
+        "delivery-result",
+    }
+)
+_FEEDBACK_REPORT = re.compile(r"report-type\s*=\s*[\"']?feedback-report", re.IGNORECASE)
+# Feedback loops that do not use ARF (Microsoft's JMRP and its imitators): a short abuse
+# report in text with the reported message attached.
+_ABUSE_REPORT = re.compile(
+    r"\b(?:e-?mail|spam|junk(?: mail)?) abuse report\b|\babuse report for an? (?:e-?mail|message)"
+    r"|\bcomplaint about (?:a |the |this )?message from\b"
+    r"|\breported (?:the attached|this|the) (?:message|mail|e-?mail) as (?:spam|junk)",
+    re.IGNORECASE,
+)
+# Recipient headers a feedback loop puts on the returned message instead of the To it
+# redacted (Microsoft: X-HmXmrOriginalRecipient).
+_FBL_RECIPIENT_HEADERS = ("X-HmXmrOriginalRecipient", "X-Original-Recipient", "Original-Rcpt-To")
+_COMPLAINT_TYPES = frozenset(
+    {"abuse", "fraud", "virus", "complaint", "spam", "opt-out", "optout", "unsubscribe"}
+)
+
+
+def _arf_fields(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in _unfold(text):
+        match = _FIELD.match(line.strip())
+        if match and match.group(1).lower() in _ARF_FIELDS:
+            fields.setdefault(match.group(1).lower(), match.group(2).strip())
+    return fields
+
+
+def _feedback_type(fields: dict[str, str]) -> str:
+    """The report's Feedback-Type, lower case; a report without one is about abuse
+    (the field was optional in the drafts providers implemented) unless it carries
+    authentication-failure fields."""
+    found = re.search(r"[A-Za-z][A-Za-z-]*", fields.get("feedback-type", ""))
+    if found:
+        return found.group(0).lower()
+    return "auth-failure" if "auth-failure" in fields else "abuse"
+
+
 def _parse_arf(msg: Message, env: _Envelope) -> list[BounceResult]:
-    """RFC 5965 feedback report: abuse is a reader complaint, auth-failure is policy."""
+    """RFC 5965 feedback report: abuse is a reader complaint, auth-failure is policy.
+
+    Accepted as providers send them: the report part as message/feedback-report or as
+    text/plain inside a multipart/report with report-type=feedback-report (any case), the
+    fields in any case, Feedback-Type missing (abuse), and non-ARF abuse reports that
+    attach the reported message (JMRP style).
+    """
     report = next(
         (p for p in msg.walk() if p.get_content_type() == "message/feedback-report"), None
     )
-    if report is None:
+    fields = _arf_fields(_part_text(report)) if report is not None else {}
+    is_report = report is not None or bool(_FEEDBACK_REPORT.search(_header(msg, "Content-Type")))
+    if not fields:
+        blocks = [
+            _arf_fields(_part_text(part))
+            for part in _walk_outer(msg)
+            if part.get_content_maintype() in ("text", "multipart")  # a broken boundary: one blob
+        ]
+        # The block that names its Feedback-Type, else the one with the most fields. In a
+        # feedback report any block of report fields is the report; elsewhere it must
+        # carry Feedback-Type and more report fields to count as one.
+        best = max(blocks, key=lambda b: ("feedback-type" in b, len(b)), default={})
+        if (is_report and len(best) >= 2) or ("feedback-type" in best and len(best) >= 3):
+            fields, is_report = best, True
+    if not is_report and not _is_abuse_report(msg, env):
         return []
-    fields: dict[str, str] = {}
-    for line in _unfold(_part_text(report)):
-        match = _FIELD.match(line.strip())
-        if match:
-            fields.setdefault(match.group(1).lower(), match.group(2).strip())
-    feedback_type = fields.get("feedback-type", "abuse").lower().strip() or "abuse"
+    feedback_type = _feedback_type(fields)
     recipient = _clean_address(fields.get("original-rcpt-to", "")) or _clean_address(
         fields.get("removal-recipient", "")
     )
     if recipient is None and env.original is not None:
-        recipient = next(iter(_addresses([_header(env.original, "To")])), None)
+        for name in (*_FBL_RECIPIENT_HEADERS, "To"):
+            recipient = next(iter(_addresses([_header(env.original, name)])), None)
+            if recipient is not None:
+                break
     kind: Kind
-    if feedback_type in ("abuse", "fraud", "virus"):
+    if feedback_type in _COMPLAINT_TYPES:
         kind = "complaint"  # the reader (or their provider for them) called it spam
-    elif feedback_type == "not-spam":
+    elif feedback_type in ("not-spam", "notspam"):
         kind = "ignore"
     else:
         # auth-failure, dkim, other: a report about our sending domain, not the reader.
         kind = "policy"
     return [_result(env, recipient, kind, "feedback", feedback_type=feedback_type)]
+
+
+def _is_abuse_report(msg: Message, env: _Envelope) -> bool:
+    """A feedback loop's own format: an abuse report with the reported message attached,
+    not from a mailer-daemon and without a delivery report."""
+    if env.original is None or _DAEMON.match(env.sender.partition("@")[0]):
+        return False
+    if any(p.get_content_type() == "message/delivery-status" for p in msg.walk()):
+        return False
+    return bool(_ABUSE_REPORT.search(f"{env.subject}\n{_bounce_text(msg)[:4000]}"))
 
 
 # --------------------------------------------------------------------------- DSN
@@ -438,9 +548,31 @@ def _from_record(
     if action == "delayed" and kind != "policy":
         # Still being retried, so never final; a policy refusal stays policy (fix our side).
         kind, reason = "soft", "delayed"
+    elif action == "failed" and _says_user_unknown(reason, diagnostic):
+        # Final, and the receiver's own words say the user does not exist: hard, whatever
+        # the status digit (MTAs give up on a 450 "User unknown" and report the 4.x.x
+        # they were last given). A host lookup failure under 4.x.x stays soft: DNS
+        # errors are often passing.
+        kind = "hard"
     elif kind == "hard" and status.startswith("4") and reason != "notaccept":
         kind = "soft"
     return _result(env, recipient, kind, reason, **extra)
+
+
+_TRANSIENT = re.compile(
+    r"temporar|try (?:again|later)|\blater\b|gr[ae]y-?list|\bbusy\b|rate[- ]?limit|throttl",
+    re.IGNORECASE,
+)
+
+
+def _says_user_unknown(reason: str, diagnostic: str) -> bool:
+    """The diagnostic text itself (not only a status code) says the user is unknown, and
+    nothing in it says "temporary"."""
+    return (
+        reason == "userunknown"
+        and reason_from_text(diagnostic) == reason
+        and not _TRANSIENT.search(diagnostic)
+    )
 
 
 def _recipient_lines(text: str, recipient: str | None) -> str:
@@ -461,23 +593,76 @@ def _recipient_lines(text: str, recipient: str | None) -> str:
 # --------------------------------------------------------------------------- SES JSON
 
 
+_SES_COMPLAINT = re.compile(r'"(?:notificationType|eventType)"\s*:\s*"Complaint"')
+_SES_ADDRESS = re.compile(r'"emailAddress"\s*:\s*"([^"]+)"')
+
+
 def _parse_ses_json(msg: Message, env: _Envelope) -> list[BounceResult]:
-    """Amazon SES notifications e-mailed as JSON (notificationType Bounce/Complaint/...)."""
-    if msg.is_multipart():
-        return []
-    text = _part_text(msg)
+    """Amazon SES notifications e-mailed as JSON (notificationType Bounce/Complaint/...).
+
+    SNS mails the notification itself or its own envelope around it (the notification
+    then a JSON string in ``Message``), as the whole body or as the text part of a
+    multipart mail; relays fold the one long line (Sendmail: ``!`` at the cut, the rest
+    on a line starting with a space). A complaint whose JSON stays unreadable is still
+    recognised by its notificationType and its ``emailAddress`` fields.
+    """
+    for part in _walk_outer(msg):
+        if part.get_content_maintype() not in ("text", "multipart"):
+            continue
+        text = _part_text(part)
+        if "notificationType" not in text and "eventType" not in text:
+            continue
+        data = _ses_notification(text)
+        if data is not None:
+            return _ses_results(data, env)
+        if _SES_COMPLAINT.search(_unfold_long_lines(text)):
+            rcpts = _SES_ADDRESS.findall(_unfold_long_lines(text))
+            return _ses_complaint(env, [{"emailAddress": r} for r in rcpts], None)
+    return []
+
+
+def _unfold_long_lines(text: str) -> str:
+    return re.sub(r"!\r?\n ", "", text)
+
+
+def _ses_notification(text: str) -> dict[str, Any] | None:
     start = text.find("{")
-    if start < 0 or "notificationType" not in text:
-        return []
-    try:
-        data, _ = json.JSONDecoder().raw_decode(text[start:])
-    except ValueError:
-        return []
-    if isinstance(data.get("Message"), str):  # wrapped in an SNS envelope
+    if start < 0:
+        return None
+    body = text[start:]
+    unfolded = _unfold_long_lines(body)
+    for candidate in (body, unfolded, re.sub(r"\r?\n", "", unfolded)):
         try:
-            data = json.loads(data["Message"])
+            data, _ = json.JSONDecoder().raw_decode(candidate)
         except ValueError:
-            return []
+            continue
+        if not isinstance(data, dict):
+            return None
+        if isinstance(data.get("Message"), str):  # wrapped in an SNS envelope
+            try:
+                data = json.loads(data["Message"])
+            except ValueError:
+                return None
+        if isinstance(data, dict) and (data.get("notificationType") or data.get("eventType")):
+            return data
+        return None
+    return None
+
+
+def _ses_complaint(
+    env: _Envelope, rcpts: list[Any], complaint: dict[str, Any] | None
+) -> list[BounceResult]:
+    feedback_type = str((complaint or {}).get("complaintFeedbackType") or "abuse").lower()
+    addresses = [
+        _clean_address(str(r.get("emailAddress", ""))) for r in rcpts if isinstance(r, dict)
+    ]
+    return [
+        _result(env, address, "complaint", "feedback", feedback_type=feedback_type)
+        for address in addresses or [None]
+    ]
+
+
+def _ses_results(data: dict[str, Any], env: _Envelope) -> list[BounceResult]:
     kind_name = str(data.get("notificationType") or data.get("eventType") or "")
     if kind_name == "Delivery":
         rcpts = data.get("delivery", {}).get("recipients", [])
@@ -486,17 +671,11 @@ def _parse_ses_json(msg: Message, env: _Envelope) -> list[BounceResult]:
             for r in rcpts
         ]
     if kind_name == "Complaint":
-        rcpts = data.get("complaint", {}).get("complainedRecipients", [])
-        return [
-            _result(
-                env,
-                _clean_address(r.get("emailAddress", "")),
-                "complaint",
-                "feedback",
-                feedback_type="abuse",
-            )
-            for r in rcpts
+        complaint = data.get("complaint") or {}
+        rcpts = complaint.get("complainedRecipients") or [
+            {"emailAddress": a} for a in (data.get("mail") or {}).get("destination") or []
         ]
+        return _ses_complaint(env, rcpts, complaint)
     if kind_name == "Bounce":
         out = []
         for r in data.get("bounce", {}).get("bouncedRecipients", []):
@@ -556,7 +735,10 @@ def _parse_text(msg: Message, env: _Envelope) -> list[BounceResult]:
     if not _looks_like_bounce(msg, env) and env.original is None:
         return []
     text = _bounce_text(msg)
-    recipients = _failed_recipients(msg, env, text)
+    # The failed address may be named only in the pasted copy of the original.
+    recipients = _failed_recipients(msg, env, text) or _failed_recipients(
+        msg, env, _bounce_text(msg, cut=False)
+    )
     if not recipients and not text.strip():
         return []
     out = []
@@ -567,8 +749,11 @@ def _parse_text(msg: Message, env: _Envelope) -> list[BounceResult]:
             continue  # nothing to act on: neither an address nor a reply to classify
         status = find_status(diagnostic)
         kind, reason = classify(status, diagnostic, text)
-        if _is_delay(env.subject, text) and kind == "hard":
-            kind, reason = "soft", "delayed"
+        if _is_delay(env.subject, text):
+            if kind == "hard":
+                kind, reason = "soft", "delayed"
+        elif _says_user_unknown(reason, diagnostic):
+            kind = "hard"  # a final report, as with Action: failed in a DSN
         out.append(
             _result(
                 env,
