@@ -12,7 +12,7 @@ from celery.signals import worker_process_init, worker_ready
 from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.mail.smtp import SmtpTransport
-from newsletter.subscriptions.confirmation import confirmation_email
+from newsletter.subscriptions.confirmation import confirmation_mail
 from newsletter.subscriptions.maintenance import purge_unconfirmed as purge
 from workers.app import app
 
@@ -46,12 +46,11 @@ class PermanentRefusal(Exception):
 def send_confirmation(self: Any, subscription_id: int) -> str:
     settings = get_settings()
     with session_scope() as session:
-        msg = confirmation_email(session, settings, subscription_id)
-    if msg is None:
+        mail = confirmation_mail(session, settings, subscription_id)
+    if mail is None:
         return "not pending"
-    to = msg["To"].addresses[0].addr_spec
     try:
-        transport().send(msg.as_bytes(), settings.sender.addr_spec, [to])
+        transport().send(mail.raw, mail.mail_from, [mail.rcpt_to])
     except smtplib.SMTPRecipientsRefused as exc:
         code, reply = next(iter(exc.recipients.values()))
         if code >= 500:

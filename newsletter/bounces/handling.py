@@ -165,6 +165,55 @@ def record_bounce(
     return Handled(action, event, sid)
 
 
+def record_system_bounce(
+    session: Session,
+    settings: Settings,
+    result: BounceResult,
+    *,
+    kind: str,
+    ident: int,
+    source: str,
+    ref: str = "",
+    now: datetime | None = None,
+) -> Handled:
+    """A bounce of mail outside the ledger: a confirmation (kind "c", the subscription id)
+    or a test send ("t", the digest id). Counted as an event, never acted on.
+
+    Whoever typed an address into the form need not own it, so a bounced confirmation
+    suppresses nobody and changes no status: the request simply stays unconfirmed and
+    is purged with the others. A test send goes to the operator's own address.
+    """
+    now = now or utcnow()
+    subscriber_id = None
+    if kind == "c":
+        subscriber_id = session.scalar(
+            select(Subscription.subscriber_id).where(Subscription.id == ident)
+        )
+    what = "confirmation" if kind == "c" else "test"
+    mark = fingerprint(result, None, subscriber_id, f"{what}:{ident}:{ref}")
+    if session.scalar(select(BounceEvent.id).where(BounceEvent.fingerprint == mark)):
+        return Handled("duplicate", subscriber_id=subscriber_id)
+    event = BounceEvent(
+        delivery_id=None,
+        subscriber_id=subscriber_id,
+        kind=result.kind,
+        reason=(result.reason or "undefined")[:64],
+        status_code=(result.status or None) and result.status[:16],
+        diagnostic=(result.diagnostic or None) and result.diagnostic[:2000],
+        remote_domain=(result.remote_domain or domain_of(result.recipient) or None),
+        source=f"{source}:{what}"[:32],
+        created_at=now,
+        fingerprint=mark,
+    )
+    try:
+        with session.begin_nested():
+            session.add(event)
+    except IntegrityError:
+        return Handled("duplicate", subscriber_id=subscriber_id)
+    log.info("bounce %s/%s of a %s mail from %s: counted", result.kind, result.reason, what, source)
+    return Handled("counted", event, subscriber_id)
+
+
 def _apply(
     session: Session,
     settings: Settings,

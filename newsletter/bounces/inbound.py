@@ -14,10 +14,10 @@ from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
-from newsletter.bounces.handling import Handled, record_bounce
+from newsletter.bounces.handling import Handled, record_bounce, record_system_bounce
 from newsletter.bounces.parse import BounceResult, analyse
 from newsletter.config import Settings
-from newsletter.mail.verp import decode_verp, looks_like_verp
+from newsletter.mail.verp import System, decode_system_verp, decode_verp, looks_like_verp
 
 
 class Token(StrEnum):
@@ -36,6 +36,15 @@ def delivery_from(addresses: Iterable[str], settings: Settings) -> tuple[Token, 
         if looks_like_verp(address, settings):
             state = Token.forged
     return state, None
+
+
+def _system_mail(addresses: Iterable[str], settings: Settings) -> tuple[System, int] | None:
+    """The confirmation or test send a bounce is about, from its genuine return path."""
+    for address in addresses:
+        found = decode_system_verp(address, settings)
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass
@@ -71,7 +80,24 @@ def handle_message(
         results = analyse(raw, rcpt_to)
     if not results:
         return MessageOutcome("not-a-bounce")
-    state, delivery_id = delivery_from([*(rcpt_to or []), *results[0].sent_to], settings)
+    addresses = [*(rcpt_to or []), *results[0].sent_to]
+    state, delivery_id = delivery_from(addresses, settings)
+    system = _system_mail(addresses, settings) if state is not Token.valid else None
+    if system is not None:
+        kind, ident = system
+        counted = [
+            record_system_bounce(
+                session,
+                settings,
+                result,
+                kind=kind,
+                ident=ident,
+                source=source,
+                ref=result.original_message_id or message_ref(raw),
+            )
+            for result in results
+        ]
+        return MessageOutcome("recorded", results, counted)
     if state is not Token.valid and not match_address:
         return MessageOutcome("forged-token" if state is Token.forged else "no-token", results)
     ref = message_ref(raw)

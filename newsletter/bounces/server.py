@@ -32,7 +32,12 @@ from newsletter.bounces.handling import record_rejection
 from newsletter.bounces.inbound import MessageOutcome, handle_message
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.mail.verp import decode_verp, looks_like_verp, unsubscribe_token
+from newsletter.mail.verp import (
+    decode_system_verp,
+    decode_verp,
+    looks_like_verp,
+    unsubscribe_token,
+)
 from newsletter.subscriptions.consent import unsubscribe
 from newsletter.subscriptions.tokens import TokenInvalid, read_unsubscribe_token
 
@@ -65,7 +70,10 @@ class BounceHandler:
                 return f"550 5.1.1 <{address}>: no such unsubscribe address"
             envelope.rcpt_tos.append(address)
             return "250 2.1.5 OK"
-        if decode_verp(address, self.settings) is None:
+        if (
+            decode_verp(address, self.settings) is None
+            and decode_system_verp(address, self.settings) is None
+        ):
             why = "forged-token" if looks_like_verp(address, self.settings) else "unknown-address"
             await asyncio.to_thread(_count, why)
             return f"550 5.1.1 <{address}>: no such bounce address"

@@ -154,3 +154,42 @@ def signature_header(
     sig = base64.b64encode(key.sign(data))
     folded = b"\r\n\t".join(sig[i : i + 72] for i in range(0, len(sig), 72))
     return b"DKIM-Signature:" + unsigned + folded + b"\r\n"
+
+
+# Signed when present, for mail built with the standard library (confirmations, welcome
+# and other system mail); the digest fast path signs its own fixed list above.
+SIGN_IF_PRESENT = (
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "reply-to",
+    "auto-submitted",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+)
+_FIELD_BREAK = re.compile(rb"\r\n(?![ \t])")
+
+
+def sign_message(raw: bytes, keys: Sequence[DkimKey], timestamp: int) -> bytes:
+    """`raw` (CRLF line ends, as `EmailMessage.as_bytes()` with the SMTP policy gives it)
+    with a DKIM-Signature per key in front; `raw` itself when there are no keys."""
+    if not keys:
+        return raw
+    head, _, body = raw.partition(b"\r\n\r\n")
+    fields: dict[str, bytes] = {}
+    for field in _FIELD_BREAK.split(head):
+        name, sep, value = field.partition(b":")
+        key = name.decode("ascii", "replace").strip().lower()
+        if sep and key in SIGN_IF_PRESENT and key not in fields:
+            fields[key] = value
+    headers = [(name, fields[name]) for name in SIGN_IF_PRESENT if name in fields]
+    canonical = relaxed_body_lines(body if body.endswith(b"\r\n") else body + b"\r\n")
+    canonical = canonical.rstrip(b"\r\n") + b"\r\n" if canonical.strip() else b""
+    body_hash = hashlib.sha256(canonical).digest()
+    return b"".join(signature_header(k, headers, body_hash, timestamp) for k in keys) + raw

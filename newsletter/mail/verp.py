@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable
+from typing import Literal
 
 from newsletter.config import Settings
 
@@ -34,6 +35,10 @@ PREFIX = "bounces"
 UNSUBSCRIBE_PREFIX = "unsubscribe"
 MAC_CHARS = 12  # 48 bits: forging one needs ~2**47 tries against a server that notices.
 _SIGNED = re.compile(rf"^(\d{{1,18}})-([0-9a-f]{{{MAC_CHARS}}})$")
+# Mail outside the ledger: a confirmation ("c" + subscription id) or a test send ("t" +
+# digest id). Its bounces are counted, never used to suppress anyone (verp_system).
+System = Literal["c", "t"]
+_SYSTEM = re.compile(rf"^([ct])(\d{{1,18}})-([0-9a-f]{{{MAC_CHARS}}})$")
 
 
 def _mac(delivery_id: int, secret: str) -> str:
@@ -99,3 +104,30 @@ def unsubscribe_token(address: str, settings: Settings) -> str | None:
     if token is None or domain.lower() != settings.bounces_domain.lower():
         return None
     return token
+
+
+def _system_mac(kind: str, ident: int, secret: str) -> str:
+    msg = f"verp:{kind}{ident}".encode()
+    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()[:MAC_CHARS]
+
+
+def system_verp_address(kind: System, ident: int, settings: Settings) -> str:
+    """The Return-Path of a confirmation mail (kind "c", the subscription id) or a test
+    send (kind "t", the digest id): a bounce of it comes back to us and is recognised."""
+    mac = _system_mac(kind, ident, settings.secret)
+    return f"{PREFIX}+{kind}{ident}-{mac}@{settings.bounces_domain}"
+
+
+def decode_system_verp(address: str, settings: Settings) -> tuple[System, int] | None:
+    """(kind, id) of a genuine system-mail return path, or None."""
+    token, domain = _split(address)
+    if token is None or domain.lower() != settings.bounces_domain.lower():
+        return None
+    found = _SYSTEM.match(token.lower())
+    if found is None:
+        return None
+    kind: System = "c" if found.group(1) == "c" else "t"
+    ident = int(found.group(2))
+    if not hmac.compare_digest(found.group(3), _system_mac(kind, ident, settings.secret)):
+        return None
+    return kind, ident

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.mail.message import address, build_message
 from newsletter.mail.render import render_email
+from newsletter.mail.system import Outgoing, prepare
 from newsletter.models import Subscription, SubscriptionStatus
 from newsletter.subscriptions.tokens import make_confirm_token
 
@@ -41,3 +42,11 @@ def confirmation_email(
         html=rendered.html,
         headers={"Auto-Submitted": "auto-generated"},
     )
+
+
+def confirmation_mail(
+    session: Session, settings: Settings, subscription_id: int
+) -> Outgoing | None:
+    """The confirmation as it leaves: signed, with the subscription's own return path."""
+    message = confirmation_email(session, settings, subscription_id)
+    return None if message is None else prepare(message, settings, "c", subscription_id)
