@@ -5,5 +5,7 @@ and returns id ranges; the caller enqueues one Celery batch per range, and for a
 list a task that writes the rest (`job.complete_ledger`); `batch.run_batch`
 claims its rows, sends them over a kept SMTP connection, journals every accept at once
 (Redis set or an append-only file) and folds the outcomes into the ledger in one
-transaction per batch. Nothing here imports Celery: workers/tasks.py is the glue.
+transaction per batch. Every change of a send's status (start, pause, resume, cancel,
+finish, retry) goes through `lifecycle`, one table of the allowed transitions. Nothing
+here imports Celery: workers/tasks.py is the glue.
 """

@@ -1,7 +1,7 @@
 """One batch: claim a range of the ledger, send it, fold the outcomes in one write.
 
 Claiming is one UPDATE that moves the range's due rows to `sending` under a fresh
-token, so two workers (or a task the broker delivered twice) never both own a row.
+`Claim`, so two workers (or a task the broker delivered twice) never both own a row.
 Rows still `sending` under a claim older than SEND_LEASE_SECONDS belong to a dead
 worker: they are taken over, and the journal says which of them were accepted already,
 so those are recorded as sent without a second message.
@@ -11,10 +11,20 @@ kept connection and one journal append; the ledger is written once per batch (an
 most every few seconds when a rate cap slows the batch down, which also renews the
 claim), never once per message.
 
-One round trip: with PIPELINING the next row's MAIL FROM/RCPT TO/DATA travel with this
-row's content (transport.PooledTransport.deliver). The order on the wire stays
-"content i, reply 250, journal append i, content i+1", so the journal still holds every
-accept before the next message can be on that connection.
+Crash safety rests on two orders, kept by the parts below:
+
+* journal before ledger: an accept is appended to the journal (`Journal.record`) as
+  soon as the server said 250, and `_fold` syncs the journal before the ledger says
+  sent, so a worker killed between the two leaves a fact a takeover can read;
+* one message per connection in flight: with PIPELINING the next row's envelope travels
+  with this row's content (transport.Pipeline), but its content only after this
+  accept's journal entry, so the order on the wire stays "content i, reply 250, journal
+  append i, content i+1".
+
+The parts: `Batch` (the steps run_batch takes, in order: admit, take, send, finish),
+`Claim` (the token a batch marks its rows with), `outcome` (pure: an SMTP Attempt and
+the row → the `Change` the ledger gets), `Ledger` (the changes not folded yet) and
+`_fold` (one transaction for them).
 """
 
 from __future__ import annotations
@@ -24,9 +34,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, bindparam, cast, func, literal, or_, select, update
+from sqlalchemy import String, Table, bindparam, func, literal, or_, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
@@ -44,16 +55,18 @@ from newsletter.models import (
     SubscriptionStatus,
     utcnow,
 )
-from newsletter.sending import control
+from newsletter.sending import control, lifecycle
 from newsletter.sending.context import WorkerContext, context
-from newsletter.sending.job import OPEN, Range
-from newsletter.sending.transport import SmtpUnavailable
+from newsletter.sending.journal import Journal
+from newsletter.sending.lifecycle import OPEN, PausedBy
+from newsletter.sending.transport import Attempt, Envelope, Pipeline, SmtpUnavailable
 from newsletter.subscriptions.addresses import domain_of
 
+Range = tuple[int, int]
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 5.0
 CONTROL_SECONDS = 1.0
-_T = Delivery.__table__
+_T = cast(Table, Delivery.__table__)
 
 
 @dataclass
@@ -65,71 +78,374 @@ class BatchResult:
     retry_in: float | None = None  # run this range again after so many seconds
     enqueue: list[Range] = field(default_factory=list)  # ranges to start (auto-resume)
 
+    def tally(self, status: DeliveryStatus) -> None:
+        if status == DeliveryStatus.sent:
+            self.sent += 1
+        elif status == DeliveryStatus.bounced:
+            self.bounced += 1
+        elif status == DeliveryStatus.deferred:
+            self.deferred += 1
+        elif status == DeliveryStatus.failed:
+            self.failed += 1
 
-@dataclass
-class _Row:
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The mark a batch puts on the rows it owns (Delivery.claim).
+
+    Rows it claimed fresh carry `fresh`; rows it took over from a dead worker carry
+    `taken_over`: their attempt was counted by the first claim, and the journal may
+    know them as accepted already.
+    """
+
+    token: str
+
+    @classmethod
+    def new(cls) -> Claim:
+        return cls(uuid.uuid4().hex[:16])
+
+    @property
+    def fresh(self) -> str:
+        return self.token
+
+    @property
+    def taken_over(self) -> str:
+        return self.token + "r"
+
+    @property
+    def marks(self) -> tuple[str, str]:
+        return (self.fresh, self.taken_over)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A claimed delivery and what sending it needs."""
+
     id: int
-    claim: str
-    attempts: int
+    taken_over: bool
+    attempts: int  # counting the attempt this claim is for
     email: str | None
     name: str
     subscription_id: int | None
-    eligible: bool
+    eligible: bool  # still an active, confirmed subscriber
+
+    @property
+    def counted(self) -> int:
+        """The attempt this batch's claim added to the row (0 for a taken-over one)."""
+        return 0 if self.taken_over else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one delivery's ledger row becomes at the next fold."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    code: int | None = None
+    reply: str | None = None
+    next_attempt_at: datetime | None = None
+    attempts_delta: int = 0  # -1 gives back the attempt counted by a claim not used
+    bounce: bool = False  # a refusal that goes through the bounce policy too
+
+
+def outcome(attempt: Attempt, row: Row, settings: Settings, now: datetime) -> Change:
+    """The ledger change for one SMTP attempt (pure: no I/O, no clock but `now`).
+
+    Accepted → sent; a 5xx to RCPT → bounced (and the bounce policy); temporary → deferred
+    with exponential backoff, or failed once SEND_MAX_ATTEMPTS were made; else failed.
+    """
+    if attempt.status == "sent":
+        return Change(row.id, DeliveryStatus.sent, attempt.code)
+    if attempt.status == "bounced":
+        return Change(row.id, DeliveryStatus.bounced, attempt.code, attempt.reply, bounce=True)
+    if attempt.status == "deferred":
+        if row.attempts >= settings.send_max_attempts:
+            reply = f"gave up after {row.attempts} attempts: {attempt.reply}"
+            return Change(row.id, DeliveryStatus.failed, attempt.code, reply)
+        delay = settings.send_retry_base_seconds * 2.0 ** max(0, row.attempts - 1)
+        when = now + timedelta(seconds=delay)
+        return Change(row.id, DeliveryStatus.deferred, attempt.code, attempt.reply, when)
+    return Change(row.id, DeliveryStatus.failed, attempt.code, attempt.reply)
+
+
+def held_back(row: Row, domain: str, until: datetime) -> Change:
+    """Not tried: its domain is backed off. The attempt the claim counted is given back."""
+    reply = f"held back: {domain} answered 4xx recently"
+    return Change(row.id, DeliveryStatus.deferred, None, reply, until, -row.counted)
+
+
+def not_eligible(row: Row) -> Change:
+    reason = "subscriber erased" if row.email is None else "unsubscribed or suppressed"
+    return Change(row.id, DeliveryStatus.failed, None, f"not sent: {reason} before sending")
+
+
+def released(row: Row, *, cancelled: bool) -> Change:
+    """An unsent row given back (paused: queued again, uncounted) or closed (cancelled)."""
+    if cancelled:
+        return Change(row.id, DeliveryStatus.failed, None, "cancelled by the operator")
+    return Change(row.id, DeliveryStatus.queued, attempts_delta=-row.counted)
 
 
 @dataclass
-class _Ledger:
-    """Outcomes not yet folded into the database."""
+class Ledger:
+    """Changes not yet folded into the database (sent ones as bare ids: the common case)."""
 
     sent: list[int] = field(default_factory=list)
-    other: list[dict[str, Any]] = field(default_factory=list)
-    bounced: list[tuple[int, int, int, str]] = field(default_factory=list)  # id, sub, code, reply
+    other: list[Change] = field(default_factory=list)
+
+    def add(self, change: Change) -> None:
+        if change.status == DeliveryStatus.sent:
+            self.sent.append(change.delivery_id)
+        else:
+            self.other.append(change)
 
     def __bool__(self) -> bool:
         return bool(self.sent or self.other)
 
 
 def run_batch(settings: Settings, digest_id: int, lo: int, hi: int) -> BatchResult:
-    ctx = context(settings)
-    result = BatchResult()
-    with session_scope() as session:
-        state = session.execute(
-            select(Digest.status, Digest.paused_by).where(Digest.id == digest_id)
-        ).first()
-        if state is None:
-            return result
-        if state.status == DigestStatus.paused and state.paused_by == "outage":
-            return _probe(session, settings, ctx, digest_id, result)
-        if state.status != DigestStatus.sending:
-            return result
-    token = uuid.uuid4().hex[:16]
-    rows = _claim(settings, digest_id, lo, hi, token)
-    if rows:
-        _send(settings, ctx, digest_id, rows, token, result)
-    with session_scope() as session:
-        _finish(session, settings, ctx, digest_id, lo, hi, result)
-    return result
+    batch = Batch(settings, digest_id, lo, hi)
+    if not batch.admit():
+        return batch.result
+    batch.take()
+    batch.send()
+    return batch.finish()
 
 
-def _probe(
-    session: Session, settings: Settings, ctx: WorkerContext, digest_id: int, result: BatchResult
-) -> BatchResult:
-    """A send paused by an SMTP outage resumes by itself once the server answers."""
-    try:
-        ctx.transport.ensure_connected()
-    except SmtpUnavailable as exc:
-        session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id)
-            .values(progress_at=utcnow(), pause_reason=f"SMTP server unreachable: {exc}")
+class Batch:
+    """One run of the range [lo, hi], step by step (run_batch takes them in order)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        digest_id: int,
+        lo: int,
+        hi: int,
+        ctx: WorkerContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.digest_id = digest_id
+        self.lo = lo
+        self.hi = hi
+        self.ctx = ctx or context(settings)
+        self.claim = Claim.new()
+        self.result = BatchResult()
+        self.rows: list[Row] = []
+        self.released = False  # unsent rows were given back because the send paused
+
+    def admit(self) -> bool:
+        """Is there anything to do? A send paused by an outage is probed instead."""
+        with session_scope() as session:
+            state = session.execute(
+                select(Digest.status, Digest.paused_by).where(Digest.id == self.digest_id)
+            ).first()
+            if state is None:
+                return False
+            if state.status == DigestStatus.paused and state.paused_by == PausedBy.outage:
+                self._probe(session)
+                return False
+            return bool(state.status == DigestStatus.sending)
+
+    def _probe(self, session: Session) -> None:
+        """A send paused by an SMTP outage resumes by itself once the server answers."""
+        try:
+            self.ctx.transport.ensure_connected()
+        except SmtpUnavailable as exc:
+            session.execute(
+                update(Digest)
+                .where(Digest.id == self.digest_id)
+                .values(progress_at=utcnow(), pause_reason=f"SMTP server unreachable: {exc}")
+            )
+            self.result.retry_in = self.settings.send_probe_seconds
+            return
+        self.result.enqueue = control.resume(
+            session, self.settings, self.digest_id, only_outage=True
         )
-        result.retry_in = settings.send_probe_seconds
-        return result
-    result.enqueue = control.resume(session, settings, digest_id, only_outage=True)
-    return result
+
+    def take(self) -> None:
+        """Claim the range's due rows (and stale ones of a dead worker)."""
+        self.rows = _claim(self.settings, self.digest_id, self.lo, self.hi, self.claim)
+
+    def send(self) -> None:
+        if self.rows:
+            _Sender(self).run()
+
+    def finish(self) -> BatchResult:
+        with session_scope() as session:
+            self._finish(session)
+        return self.result
+
+    def _finish(self, session: Session) -> None:
+        result = self.result
+        if result.bounced:
+            control.check_bounce_rate(session, self.settings, self.digest_id)
+        open_left = session.scalar(
+            select(Delivery.id)
+            .where(Delivery.digest_id == self.digest_id, Delivery.status.in_(OPEN))
+            .limit(1)
+        )
+        if open_left is None:
+            # Not done if paused meanwhile: the resume finishes it (control.resume).
+            if lifecycle.finish_if_done(session, self.digest_id):
+                try:
+                    self.ctx.journal(self.digest_id).drop()
+                except Exception:  # noqa: BLE001 - housekeeping only
+                    log.debug("journal drop failed", exc_info=True)
+            return
+        if self.released and result.retry_in is None:
+            # Rows given back because the send paused; if it was resumed before they were
+            # queued again, that resume's batches found them still claimed: run again.
+            status = session.scalar(select(Digest.status).where(Digest.id == self.digest_id))
+            if status == DigestStatus.sending:
+                result.enqueue = [(self.lo, self.hi)]
+            return
+        if result.retry_in is not None:
+            return
+        next_at = session.scalar(
+            select(func.min(Delivery.next_attempt_at)).where(
+                Delivery.digest_id == self.digest_id,
+                Delivery.id >= self.lo,
+                Delivery.id <= self.hi,
+                Delivery.status == DeliveryStatus.deferred,
+            )
+        )
+        if next_at is not None:
+            result.retry_in = max(0.05, (next_at - utcnow()).total_seconds())
 
 
-def _claim(settings: Settings, digest_id: int, lo: int, hi: int, token: str) -> list[_Row]:
+class _Sender:
+    """The send step of a batch: its claimed rows over the kept connection, in order."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.settings = batch.settings
+        self.ctx = batch.ctx
+        self.result = batch.result
+        self.template = _template(batch.ctx, batch.settings, batch.digest_id)
+        self.journal = batch.ctx.journal(batch.digest_id)
+        self.ledger = Ledger()
+
+    def run(self) -> None:
+        pending = self._triage(self.batch.rows)
+        pipeline: Pipeline[Row] = Pipeline(
+            self.ctx.transport, pending, self._envelope, self._may_prime
+        )
+        last_flush = last_control = time.monotonic()
+        for index, row in enumerate(pending):
+            now_m = time.monotonic()
+            if now_m - last_control >= CONTROL_SECONDS:
+                last_control = now_m
+                if not self._still_sending(pipeline, pending[index:]):
+                    break
+            if self.ledger and now_m - last_flush >= FLUSH_SECONDS:
+                self._fold(renew=[r.id for r in pending[index:]])
+                last_flush = now_m
+            try:
+                self._one(pipeline, index, row)
+            except SmtpUnavailable as exc:
+                self._outage(pending[index:], exc)
+                return
+        pipeline.close()
+        self._fold()
+
+    def _triage(self, rows: list[Row]) -> list[Row]:
+        """Rows a takeover finds journaled are sent already; rows whose reader left fail.
+        The rest is returned, to be sent."""
+        recovered = [r.id for r in rows if r.taken_over]
+        already = self.journal.accepted(recovered) if recovered else set()
+        pending = []
+        for row in rows:
+            if row.id in already:
+                self._add(Change(row.id, DeliveryStatus.sent, 250))
+            elif not row.eligible:
+                self._add(not_eligible(row))
+            else:
+                pending.append(row)
+        return pending
+
+    def _envelope(self, row: Row) -> Envelope:
+        assert row.email is not None
+        return Envelope(self.template.envelope_sender(row.id), row.email)
+
+    def _may_prime(self, row: Row) -> bool:
+        """Not for a backed-off domain: its server must not even be asked RCPT TO."""
+        return bool(row.email) and self._blocked(domain_of(row.email or "")) is None
+
+    def _blocked(self, domain: str) -> float | None:
+        return self.ctx.domains.blocked_until(domain)
+
+    def _one(self, pipeline: Pipeline[Row], index: int, row: Row) -> None:
+        """Send one row and note its change; raises SmtpUnavailable (nothing noted)."""
+        assert row.email is not None and row.subscription_id is not None
+        domain = domain_of(row.email)
+        until = self._blocked(domain)
+        if until is not None:
+            self._add(held_back(row, domain, datetime.fromtimestamp(until, utcnow().tzinfo)))
+            pipeline.abandon()  # its envelope may have been primed with the last message
+            return
+        self.ctx.limiter.acquire()
+        self.ctx.domains.acquire(domain)
+        recipient = Recipient(row.id, row.email, row.name, row.subscription_id)
+        attempt = pipeline.send(index, self.template.render_wire(recipient))
+        if attempt.status == "sent":
+            self.ctx.domains.success(domain)
+            self._accepted(row.id)
+            return
+        if attempt.status == "deferred" and attempt.code is not None and 400 <= attempt.code < 500:
+            self.ctx.domains.temporary_failure(domain)
+        self._add(outcome(attempt, row, self.settings, utcnow()))
+
+    def _accepted(self, delivery_id: int) -> None:
+        """The journal first; if it is down, the ledger at once instead."""
+        self.result.sent += 1
+        self.ledger.sent.append(delivery_id)
+        try:
+            self.journal.record(delivery_id)
+        except Exception:  # noqa: BLE001 - the journal is down: write the ledger now
+            log.warning("journal unavailable; writing the ledger at once", exc_info=True)
+            self._fold(journal=False)
+
+    def _add(self, change: Change) -> None:
+        self.ledger.add(change)
+        self.result.tally(change.status)
+
+    def _still_sending(self, pipeline: Pipeline[Row], rest: list[Row]) -> bool:
+        """The operator's word, asked once a CONTROL_SECONDS: paused or cancelled, the
+        unsent rows are given back (or closed)."""
+        status = _digest_status(self.batch.digest_id)
+        if status == DigestStatus.sending:
+            return True
+        pipeline.close()
+        cancelled = status == DigestStatus.cancelled
+        self.ledger.other.extend(released(row, cancelled=cancelled) for row in rest)
+        self.batch.released = not cancelled
+        return False
+
+    def _outage(self, rest: list[Row], exc: SmtpUnavailable) -> None:
+        """The server cannot be reached: give the rows back and pause the send (by
+        outage: the probe resumes it), trying the range again after SEND_PROBE_SECONDS."""
+        self.ledger.other.extend(released(row, cancelled=False) for row in rest)
+        self._fold()
+        digest_id = self.batch.digest_id
+        with session_scope() as session:
+            lifecycle.pause(session, digest_id, PausedBy.outage, f"SMTP server unreachable: {exc}")
+        log.warning("send %s paused: SMTP server unreachable", digest_id)
+        self.result.retry_in = self.settings.send_probe_seconds
+
+    def _fold(self, renew: list[int] | None = None, *, journal: bool = True) -> None:
+        ledger, self.ledger = self.ledger, Ledger()
+        _fold(
+            self.settings,
+            self.template,
+            self.batch.digest_id,
+            ledger,
+            self.journal if journal else None,
+            self.batch.claim,
+            renew,
+        )
+
+
+def _claim(settings: Settings, digest_id: int, lo: int, hi: int, claim: Claim) -> list[Row]:
     now = utcnow()
     stale = now - timedelta(seconds=settings.send_lease_seconds)
     in_range = (_T.c.digest_id == digest_id, _T.c.id >= lo, _T.c.id <= hi)
@@ -137,7 +453,7 @@ def _claim(settings: Settings, digest_id: int, lo: int, hi: int, token: str) -> 
         session.execute(
             _T.update()
             .where(*in_range, _T.c.status == DeliveryStatus.sending, _T.c.claimed_at < stale)
-            .values(claim=token + "r", claimed_at=now)
+            .values(claim=claim.taken_over, claimed_at=now)
         )
         session.execute(
             _T.update()
@@ -151,7 +467,7 @@ def _claim(settings: Settings, digest_id: int, lo: int, hi: int, token: str) -> 
             )
             .values(
                 status=DeliveryStatus.sending,
-                claim=token,
+                claim=claim.fresh,
                 claimed_at=now,
                 attempts=_T.c.attempts + 1,
             )
@@ -175,13 +491,13 @@ def _claim(settings: Settings, digest_id: int, lo: int, hi: int, token: str) -> 
                 (Subscription.subscriber_id == Delivery.subscriber_id)
                 & (Subscription.list_id == list_id),
             )
-            .where(*in_range, Delivery.claim.in_((token, token + "r")))
+            .where(*in_range, Delivery.claim.in_(claim.marks))
             .order_by(Delivery.id)
         )
         return [
-            _Row(
+            Row(
                 id=r[0],
-                claim=r[1],
+                taken_over=r[1] == claim.taken_over,
                 attempts=r[2],
                 email=r[3],
                 name=r[4] or "",
@@ -216,182 +532,55 @@ def _template(ctx: WorkerContext, settings: Settings, digest_id: int) -> DigestT
     return found
 
 
-def _send(
-    settings: Settings,
-    ctx: WorkerContext,
-    digest_id: int,
-    rows: list[_Row],
-    token: str,
-    result: BatchResult,
-) -> None:
-    template = _template(ctx, settings, digest_id)
-    journal = ctx.journal(digest_id)
-    ledger = _Ledger()
-    recovered = [r.id for r in rows if r.claim != token]
-    already = journal.accepted(recovered) if recovered else set()
-    pending = []
-    for row in rows:
-        if row.id in already:
-            ledger.sent.append(row.id)
-            result.sent += 1
-        elif not row.eligible:
-            reason = "subscriber erased" if row.email is None else "unsubscribed or suppressed"
-            _other(ledger, row, "failed", None, f"not sent: {reason} before sending", None, 0)
-            result.failed += 1
-        else:
-            pending.append(row)
-    last_flush = last_control = time.monotonic()
-    transport = ctx.transport
-    count = len(pending)
-    primed: tuple[int, str] | None = None  # (delivery id, VERP sender) made for the next row
-    for index, row in enumerate(pending):
-        now_m = time.monotonic()
-        if now_m - last_control >= CONTROL_SECONDS:
-            last_control = now_m
-            status = _digest_status(digest_id)
-            if status != DigestStatus.sending:
-                transport.abandon()
-                _release(ledger, pending[index:], cancelled=status == DigestStatus.cancelled)
-                break
-        if ledger and now_m - last_flush >= FLUSH_SECONDS:
-            renew = [r.id for r in pending[index:]]
-            _fold(settings, template, digest_id, ledger, journal, (token, token + "r"), renew)
-            ledger = _Ledger()
-            last_flush = now_m
-        assert row.email is not None and row.subscription_id is not None
-        domain = domain_of(row.email)
-        counted = 1 if row.claim == token else 0
-        until = ctx.domains.blocked_until(domain)
-        if until is not None:
-            when = datetime.fromtimestamp(until, utcnow().tzinfo)
-            reply = f"held back: {domain} answered 4xx recently"
-            _other(ledger, row, "deferred", None, reply, when, -counted)
-            result.deferred += 1
-            transport.abandon()  # its envelope may have been primed with the last message
-            continue
-        ctx.limiter.acquire()
-        ctx.domains.acquire(domain)
-        recipient = Recipient(row.id, row.email, row.name, row.subscription_id)
-        wire = template.render_wire(recipient)
-        # The next message's envelope goes out with this one's content (PIPELINING):
-        # one round trip per message; its content waits for this accept's journal entry.
-        # Not for a backed-off domain: its server must not even be asked RCPT TO.
-        after = pending[index + 1] if index + 1 < count else None
-        sender = primed[1] if primed and primed[0] == row.id else template.envelope_sender(row.id)
-        then = primed = None
-        if after is not None and after.email:
-            if ctx.domains.blocked_until(domain_of(after.email)) is None:
-                primed = (after.id, template.envelope_sender(after.id))
-                then = (primed[1], after.email)
-        try:
-            attempt = transport.deliver(wire, sender, row.email, then)
-        except SmtpUnavailable as exc:
-            _release(ledger, pending[index:], cancelled=False)
-            _fold(settings, template, digest_id, ledger, journal, (token, token + "r"))
-            ledger = _Ledger()
-            with session_scope() as session:
-                control.pause(session, digest_id, "outage", f"SMTP server unreachable: {exc}")
-            log.warning("send %s paused: SMTP server unreachable", digest_id)
-            result.retry_in = settings.send_probe_seconds
-            return
-        if attempt.status == "sent":
-            ctx.domains.success(domain)
-            try:
-                journal.record(row.id)
-            except Exception:  # noqa: BLE001 - the journal is down: write the ledger now
-                log.warning("journal unavailable; writing the ledger at once", exc_info=True)
-                ledger.sent.append(row.id)
-                _fold(settings, template, digest_id, ledger, None, (token, token + "r"))
-                ledger = _Ledger()
-                result.sent += 1
-                continue
-            ledger.sent.append(row.id)
-            result.sent += 1
-        elif attempt.status == "bounced":
-            _other(ledger, row, "bounced", attempt.code, attempt.reply, None, 0)
-            ledger.bounced.append((row.id, -1, attempt.code or 550, attempt.reply or ""))
-            result.bounced += 1
-        elif attempt.status == "deferred":
-            if attempt.code is not None and 400 <= attempt.code < 500:
-                ctx.domains.temporary_failure(domain)
-            if row.attempts >= settings.send_max_attempts:
-                reply = f"gave up after {row.attempts} attempts: {attempt.reply}"
-                _other(ledger, row, "failed", attempt.code, reply, None, 0)
-                result.failed += 1
-            else:
-                delay = settings.send_retry_base_seconds * 2 ** max(0, row.attempts - 1)
-                when = utcnow() + timedelta(seconds=delay)
-                _other(ledger, row, "deferred", attempt.code, attempt.reply, when, 0)
-                result.deferred += 1
-        else:
-            _other(ledger, row, "failed", attempt.code, attempt.reply, None, 0)
-            result.failed += 1
-    transport.abandon()
-    _fold(settings, template, digest_id, ledger, journal, (token, token + "r"))
-
-
-def _other(
-    ledger: _Ledger,
-    row: _Row,
-    status: str,
-    code: int | None,
-    reply: str | None,
-    next_at: datetime | None,
-    attempts_delta: int,
-) -> None:
-    ledger.other.append(
-        {
-            "b_id": row.id,
-            "b_status": status,
-            "b_code": code,
-            "b_reply": reply,
-            "b_next": next_at,
-            "b_delta": attempts_delta,
-        }
-    )
-
-
-def _release(ledger: _Ledger, rows: list[_Row], *, cancelled: bool) -> None:
-    """Give unsent rows back (paused) or close them (cancelled)."""
-    for row in rows:
-        if cancelled:
-            _other(ledger, row, "failed", None, "cancelled by the operator", None, 0)
-        else:
-            _other(ledger, row, "queued", None, None, None, -1 if row.claim[-1:] != "r" else 0)
-
-
 def _digest_status(digest_id: int) -> str | None:
     with session_scope() as session:
         return session.scalar(select(Digest.status).where(Digest.id == digest_id))
+
+
+def _params(change: Change) -> dict[str, Any]:
+    """The bind parameters of one change in the fold's executemany."""
+    return {
+        "b_id": change.delivery_id,
+        "b_status": change.status.value,
+        "b_code": change.code,
+        "b_reply": change.reply,
+        "b_next": change.next_attempt_at,
+        "b_delta": change.attempts_delta,
+    }
 
 
 def _fold(
     settings: Settings,
     template: DigestTemplate,
     digest_id: int,
-    ledger: _Ledger,
-    journal: Any,
-    claims: tuple[str, str],
+    ledger: Ledger,
+    journal: Journal | None,
+    claim: Claim,
     renew: list[int] | None = None,
 ) -> None:
-    """One transaction for everything the batch learnt since the last fold."""
+    """One transaction for everything the batch learnt since the last fold.
+
+    The journal is synced first: every accept below is in the journal before the ledger
+    says so. Only rows still under this batch's claim are written.
+    """
     if journal is not None:
         try:
-            journal.sync()  # every accept below is in the journal before the ledger says so
+            journal.sync()
         except Exception:  # noqa: BLE001 - journal gone (Redis restarted): the ledger is the record
             log.warning("journal unavailable; writing the ledger without it", exc_info=True)
             journal = None
     now = utcnow()
+    marks = claim.marks
     with session_scope() as session:
         if ledger.sent:
             message_id = (
                 literal(template.message_id_prefix)
-                + cast(_T.c.id, String)
+                + sql_cast(_T.c.id, String)
                 + literal(template.message_id_suffix)
             )
             session.execute(
                 _T.update()
-                .where(_T.c.id.in_(ledger.sent), _T.c.claim.in_(claims))
+                .where(_T.c.id.in_(ledger.sent), _T.c.claim.in_(marks))
                 .values(
                     status=DeliveryStatus.sent,
                     smtp_code=250,
@@ -407,7 +596,7 @@ def _fold(
                 _T.update()
                 .where(
                     _T.c.id == bindparam("b_id"),
-                    (_T.c.claim == claims[0]) | (_T.c.claim == claims[1]),
+                    (_T.c.claim == marks[0]) | (_T.c.claim == marks[1]),
                 )
                 .values(
                     status=bindparam("b_status"),
@@ -418,15 +607,20 @@ def _fold(
                     claim=None,
                     updated_at=now,
                 ),
-                ledger.other,
+                [_params(c) for c in ledger.other],
             )
-        if ledger.bounced:
-            _record_bounces(session, settings, ledger.bounced)
+            bounced = [c for c in ledger.other if c.bounce]
+            if bounced:
+                _record_bounces(session, settings, bounced)
         # Rows still being sent keep their claim fresh: a slow (rate-capped) batch is alive.
         if renew:
             session.execute(
                 _T.update()
-                .where(_T.c.id.in_(renew), _T.c.claim.in_(claims), _T.c.status == "sending")
+                .where(
+                    _T.c.id.in_(renew),
+                    _T.c.claim.in_(marks),
+                    _T.c.status == DeliveryStatus.sending,
+                )
                 .values(claimed_at=now)
             )
         session.execute(update(Digest).where(Digest.id == digest_id).values(progress_at=now))
@@ -437,9 +631,7 @@ def _fold(
             log.debug("journal forget failed", exc_info=True)
 
 
-def _record_bounces(
-    session: Session, settings: Settings, bounced: list[tuple[int, int, int, str]]
-) -> None:
+def _record_bounces(session: Session, settings: Settings, bounced: list[Change]) -> None:
     """A refusal during our SMTP transaction goes through the bounce policy like a DSN
     (newsletter/bounces/handling.py): a 5xx for the address suppresses at once, a policy
     refusal (our IP or content) keeps the reader and is counted per domain."""
@@ -449,79 +641,12 @@ def _record_bounces(
         session.execute(
             select(Delivery.id, Subscriber.email)
             .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.id.in_([b[0] for b in bounced]))
+            .where(Delivery.id.in_([c.delivery_id for c in bounced]))
         )
         .tuples()
         .all()
     )
-    for delivery_id, _, code, reply in bounced:
-        email = emails.get(delivery_id, "")
-        record_send_refusal(session, settings, delivery_id, email, code, reply)
-
-
-def _finish(
-    session: Session,
-    settings: Settings,
-    ctx: WorkerContext,
-    digest_id: int,
-    lo: int,
-    hi: int,
-    result: BatchResult,
-) -> None:
-    if result.bounced:
-        control.check_bounce_rate(session, settings, digest_id)
-    open_left = session.scalar(
-        select(Delivery.id)
-        .where(Delivery.digest_id == digest_id, Delivery.status.in_(OPEN))
-        .limit(1)
-    )
-    if open_left is None:
-        done = _mark_sent(session, digest_id)
-        if done:
-            try:
-                ctx.journal(digest_id).drop()
-            except Exception:  # noqa: BLE001 - housekeeping only
-                log.debug("journal drop failed", exc_info=True)
-        return
-    if result.retry_in is not None:
-        return
-    next_at = session.scalar(
-        select(func.min(Delivery.next_attempt_at)).where(
-            Delivery.digest_id == digest_id,
-            Delivery.id >= lo,
-            Delivery.id <= hi,
-            Delivery.status == DeliveryStatus.deferred,
-        )
-    )
-    if next_at is not None:
-        result.retry_in = max(0.05, (next_at - utcnow()).total_seconds())
-
-
-def _mark_sent(session: Session, digest_id: int) -> int:
-    """Finish the send if its whole ledger is written and nothing in it is open.
-
-    A send whose ledger is incomplete (job.complete_ledger has not run) is not done: its
-    rest is not written yet. The row lock comes first because complete_ledger holds it
-    while inserting: on PostgreSQL an UPDATE that waited for it would re-check only the
-    digest row, see ledger_complete true and miss the new queued rows; once we hold the
-    lock, the UPDATE's own snapshot sees them. On SQLite (no FOR UPDATE) the single
-    UPDATE runs under the write lock and sees every committed row.
-    """
-    session.execute(select(Digest.id).where(Digest.id == digest_id).with_for_update())
-    still_open = (
-        select(Delivery.id)
-        .where(Delivery.digest_id == digest_id, Delivery.status.in_(OPEN))
-        .exists()
-    )
-    return int(
-        session.execute(
-            update(Digest)
-            .where(
-                Digest.id == digest_id,
-                Digest.status == DigestStatus.sending,
-                Digest.ledger_complete.is_(True),
-                ~still_open,
-            )
-            .values(status=DigestStatus.sent, finished_at=utcnow())
-        ).rowcount
-    )
+    for change in bounced:
+        email = emails.get(change.delivery_id, "")
+        code = change.code or 550
+        record_send_refusal(session, settings, change.delivery_id, email, code, change.reply or "")

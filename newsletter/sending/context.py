@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
 from newsletter.mail.dkim import DkimKey, keys_from_settings
@@ -19,12 +19,15 @@ from newsletter.sending.journal import FileJournal, Journal, RedisJournal
 from newsletter.sending.limits import DomainThrottle, RateLimiter
 from newsletter.sending.transport import PooledTransport
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 
 class WorkerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.transport = PooledTransport(settings.smtp)
-        self.redis: Any | None = None
+        self.redis: Redis | None = None
         if settings.redis_url:
             import redis
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.errors import InvalidInput, NotFound
+from newsletter.errors import NotFound
 from newsletter.models import (
     BounceEvent,
     Delivery,
@@ -24,7 +24,9 @@ from newsletter.models import (
     MailingList,
     utcnow,
 )
+from newsletter.sending import lifecycle
 from newsletter.sending.job import OPEN, Range, open_ranges
+from newsletter.sending.lifecycle import Event, IllegalTransition, PausedBy, rowcount
 
 COUNTS = ("queued", "sent", "deferred", "bounced", "failed")
 
@@ -84,58 +86,61 @@ def list_sends(session: Session, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def pause(session: Session, digest_id: int, by: str, reason: str) -> bool:
-    return bool(
-        session.execute(
-            update(Digest)
-            .where(Digest.id == digest_id, Digest.status == DigestStatus.sending)
-            .values(status=DigestStatus.paused, paused_by=by, pause_reason=reason)
-        ).rowcount
-    )
+    """sending → paused (lifecycle.pause); `by` is a lifecycle.PausedBy value."""
+    return lifecycle.pause(session, digest_id, PausedBy(by), reason)
 
 
 def operator_pause(session: Session, digest_id: int) -> None:
     digest = get_digest(session, digest_id)
     if digest.status == DigestStatus.paused:
         return
-    if not pause(session, digest_id, "operator", "paused by the operator"):
-        raise InvalidInput("id", f"send {digest_id} is {digest.status}; only a sending one pauses")
+    if not lifecycle.pause(session, digest_id, PausedBy.operator, "paused by the operator"):
+        message = f"send {digest_id} is {digest.status}; only a sending one pauses"
+        raise IllegalTransition(digest.status, Event.pause, message)
 
 
 def resume(
     session: Session, settings: Settings, digest_id: int, *, only_outage: bool = False
 ) -> list[Range]:
-    """Back to sending; the caller enqueues the returned ranges (empty if nothing to do)."""
-    query = update(Digest).where(Digest.id == digest_id, Digest.status == DigestStatus.paused)
-    if only_outage:
-        query = query.where(Digest.paused_by == "outage")
-    changed = session.execute(
-        query.values(
-            status=DigestStatus.sending, paused_by=None, pause_reason=None, progress_at=utcnow()
-        )
-    ).rowcount
-    if not changed:
+    """Back to sending; the caller enqueues the returned ranges (empty if nothing to do).
+
+    A send whose last batch ended while it was paused (that batch could not finish it)
+    has nothing open: it is finished here, in the same transaction, rather than left
+    sending with no batch to come.
+    """
+    only = PausedBy.outage if only_outage else None
+    if not lifecycle.resume(session, digest_id, only=only):
         return []
-    return list(open_ranges(session, digest_id, settings.send_batch_size))
+    return _ranges_or_finish(session, settings, digest_id)
+
+
+def _ranges_or_finish(session: Session, settings: Settings, digest_id: int) -> list[Range]:
+    """The open ranges of a sending send; none, and the send finished, if it is done."""
+    ranges = list(open_ranges(session, digest_id, settings.send_batch_size))
+    if not ranges:
+        lifecycle.finish_if_done(session, digest_id)
+    return ranges
 
 
 def operator_resume(session: Session, settings: Settings, digest_id: int) -> list[Range]:
     digest = get_digest(session, digest_id)
     if digest.status == DigestStatus.sending:
-        # Idempotent, and a way to kick a send whose batches were lost.
-        return list(open_ranges(session, digest_id, settings.send_batch_size))
-    if digest.status != DigestStatus.paused:
-        raise InvalidInput("id", f"send {digest_id} is {digest.status}; only a paused one resumes")
+        # Idempotent, and a way to kick a send whose batches were lost (or finish one
+        # whose last batch was lost after its rows were written).
+        return _ranges_or_finish(session, settings, digest_id)
+    if not lifecycle.allows(digest.status, Event.resume):
+        message = f"send {digest_id} is {digest.status}; only a paused one resumes"
+        raise IllegalTransition(digest.status, Event.resume, message)
     return resume(session, settings, digest_id)
 
 
 def cancel(session: Session, digest_id: int) -> None:
     """Stop for good: every delivery not yet sent ends failed with the reason."""
     digest = get_digest(session, digest_id)
-    if digest.status not in (DigestStatus.sending, DigestStatus.paused, DigestStatus.scheduled):
-        raise InvalidInput("id", f"send {digest_id} is {digest.status}; nothing to cancel")
-    now = utcnow()
-    digest.status = DigestStatus.cancelled
-    digest.finished_at = now
+    current = digest.status
+    if not lifecycle.cancel(session, digest_id):
+        message = f"send {digest_id} is {current}; nothing to cancel"
+        raise IllegalTransition(current, Event.cancel, message)
     session.execute(
         update(Delivery)
         .where(
@@ -143,41 +148,45 @@ def cancel(session: Session, digest_id: int) -> None:
             Delivery.status.in_((DeliveryStatus.queued, DeliveryStatus.deferred)),
         )
         .values(
-            status=DeliveryStatus.failed, smtp_reply="cancelled by the operator", updated_at=now
+            status=DeliveryStatus.failed,
+            smtp_reply="cancelled by the operator",
+            updated_at=utcnow(),
         )
     )
 
 
 def retry_failed(session: Session, settings: Settings, digest_id: int) -> list[Range]:
-    """Queue the failed deliveries again (and only those); the send runs again."""
+    """Queue the failed deliveries again (and only those); the send runs again.
+
+    With none to queue, a send that is sending with nothing open is finished at once.
+    """
     digest = get_digest(session, digest_id)
     if digest.status in (DigestStatus.draft, DigestStatus.scheduled):
-        raise InvalidInput("id", f"send {digest_id} has not started")
+        message = f"send {digest_id} has not started"
+        raise IllegalTransition(digest.status, Event.retry, message)
     if digest.status == DigestStatus.cancelled:
         # The operator stopped it on purpose: its unsent readers must not get it after all.
-        raise InvalidInput(
-            "id", f"send {digest_id} is cancelled; compose a new digest to reach its readers"
+        message = f"send {digest_id} is cancelled; compose a new digest to reach its readers"
+        raise IllegalTransition(digest.status, Event.retry, message)
+    changed = rowcount(
+        session.execute(
+            update(Delivery)
+            .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.failed)
+            .values(
+                status=DeliveryStatus.queued,
+                attempts=0,
+                next_attempt_at=None,
+                smtp_code=None,
+                smtp_reply=None,
+                claim=None,
+            )
         )
-    changed = session.execute(
-        update(Delivery)
-        .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.failed)
-        .values(
-            status=DeliveryStatus.queued,
-            attempts=0,
-            next_attempt_at=None,
-            smtp_code=None,
-            smtp_reply=None,
-            claim=None,
-        )
-    ).rowcount
+    )
     if not changed:
+        if digest.status == DigestStatus.sending:
+            _ranges_or_finish(session, settings, digest_id)
         return []
-    digest.status = DigestStatus.sending
-    digest.finished_at = None
-    digest.paused_by = None
-    digest.pause_reason = None
-    digest.progress_at = utcnow()
-    session.flush()
+    lifecycle.retry(session, digest_id)
     return list(open_ranges(session, digest_id, settings.send_batch_size))
 
 
@@ -209,7 +218,7 @@ def check_bounce_rate(session: Session, settings: Settings, digest_id: int) -> b
         f"hard-bounce and complaint rate {rate:.1%} after {done} deliveries is over "
         f"{settings.send_bounce_threshold:.0%}; check the list, then resume"
     )
-    return pause(session, digest_id, "bounce_rate", reason)
+    return lifecycle.pause(session, digest_id, PausedBy.bounce_rate, reason)
 
 
 def open_count(session: Session, digest_id: int) -> int:

@@ -28,7 +28,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.errors import InvalidInput
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -40,13 +39,15 @@ from newsletter.models import (
     SubscriptionStatus,
     utcnow,
 )
+from newsletter.sending import lifecycle
+from newsletter.sending.lifecycle import OPEN, Event, IllegalTransition, PausedBy, rowcount
 
 Range = tuple[int, int]
-OPEN = (DeliveryStatus.queued, DeliveryStatus.sending, DeliveryStatus.deferred)
+__all__ = ["OPEN", "Range", "complete_ledger", "open_ranges", "recover_stalled", "start_send"]
 _COLUMNS = ["digest_id", "subscriber_id", "status", "attempts"]
 
 
-def _recipients(digest_id: int, list_id: int) -> Select[tuple[int, int, str, int]]:
+def _recipients(digest_id: int, list_id: int) -> Select[int, int, str, int]:
     """Who gets a digest: a confirmed subscription and an active address (bounced,
     complained and suppressed people are never selected). One query for both steps, so
     the two can never disagree about who is on the list."""
@@ -73,8 +74,8 @@ def start_send(session: Session, settings: Settings, digest: Digest) -> list[Ran
     The caller commits, then passes the ranges to workers.tasks.enqueue_ranges, which also
     queues `complete_ledger` when `digest.ledger_complete` is false.
     """
-    if digest.status not in (DigestStatus.draft, DigestStatus.scheduled):
-        raise InvalidInput("digest", f"digest {digest.id} is {digest.status}, not a draft")
+    if not lifecycle.allows(digest.status, Event.start):
+        raise _not_a_draft(digest)
     chunk = settings.send_first_chunk
     recipients = _recipients(digest.id, digest.list_id)
     session.execute(insert(Delivery).from_select(_COLUMNS, recipients.limit(chunk)))
@@ -89,20 +90,17 @@ def start_send(session: Session, settings: Settings, digest: Digest) -> list[Ran
         )
         is not None
     )
-    now = utcnow()
-    digest.status = DigestStatus.sending
-    digest.ledger_complete = not more
-    digest.started_at = now
-    digest.progress_at = now
-    digest.finished_at = None
-    digest.pause_reason = None
-    digest.paused_by = None
-    session.flush()
+    if not lifecycle.start(session, digest.id, ledger_complete=not more):
+        raise _not_a_draft(digest)  # another process started it meanwhile
     ranges = list(open_ranges(session, digest.id, settings.send_batch_size))
-    if not ranges and not more:
-        digest.status = DigestStatus.sent
-        digest.finished_at = now
+    if not ranges:
+        lifecycle.finish_if_done(session, digest.id)  # nobody to send to
     return ranges
+
+
+def _not_a_draft(digest: Digest) -> IllegalTransition:
+    message = f"digest {digest.id} is {digest.status}, not a draft"
+    return IllegalTransition(digest.status, Event.start, message, field="digest")
 
 
 def complete_ledger(session: Session, settings: Settings, digest_id: int) -> list[Range]:
@@ -147,7 +145,12 @@ def complete_ledger(session: Session, settings: Settings, digest_id: int) -> lis
         return []
     if claimed != DigestStatus.sending:
         return []
-    return list(open_ranges(session, digest_id, settings.send_batch_size, after=before))
+    ranges = list(open_ranges(session, digest_id, settings.send_batch_size, after=before))
+    if not ranges:
+        # Nobody new (they left the list meanwhile): if the first chunk's batches are
+        # done, none of them could finish the send while its ledger was incomplete.
+        lifecycle.finish_if_done(session, digest_id)
+    return ranges
 
 
 def open_ranges(
@@ -173,11 +176,15 @@ def recover_stalled(session: Session, settings: Settings) -> list[tuple[int, lis
     """Sends whose batches stopped reporting (a dead worker, a lost broker message).
 
     A send is stalled when it is sending, or paused by an SMTP outage, and no batch
-    reported for SEND_STALL_SECONDS. Its open ranges are enqueued again: a batch claims
-    rows atomically and skips what is sent or journaled, so a spurious recovery costs a
-    few empty tasks, never a duplicate. The caller passes them to enqueue_ranges even
-    when empty, which queues `complete_ledger` again for a ledger left incomplete (the
-    process that started the send died before queuing it, or its task was lost).
+    reported for SEND_STALL_SECONDS. A sending one whose ledger is complete and has
+    nothing open is finished here (its last batch saw it paused, or died after folding:
+    no batch would ever come to do it), and one paused by an outage with nothing open is
+    resumed and finished (no batch would come to probe). Otherwise its open ranges are
+    enqueued again: a batch claims rows atomically and skips what is sent or journaled,
+    so a spurious recovery costs a few empty tasks, never a duplicate. The caller passes
+    them to enqueue_ranges even when empty, which queues `complete_ledger` again for a
+    ledger left incomplete (the process that started the send died before queuing it, or
+    its task was lost).
     progress_at is touched so that the next tick does not recover the same send again at
     once.
     """
@@ -187,24 +194,35 @@ def recover_stalled(session: Session, settings: Settings) -> list[tuple[int, lis
         select(Digest).where(
             or_(
                 Digest.status == DigestStatus.sending,
-                and_(Digest.status == DigestStatus.paused, Digest.paused_by == "outage"),
+                and_(Digest.status == DigestStatus.paused, Digest.paused_by == PausedBy.outage),
             ),
             or_(Digest.progress_at.is_(None), Digest.progress_at < stale),
         )
     ).all()
     found: list[tuple[int, list[Range]]] = []
     for digest in digests:
-        claimed = session.execute(
-            update(Digest)
-            .where(
-                Digest.id == digest.id,
-                or_(Digest.progress_at.is_(None), Digest.progress_at < stale),
+        claimed = rowcount(
+            session.execute(
+                update(Digest)
+                .where(
+                    Digest.id == digest.id,
+                    or_(Digest.progress_at.is_(None), Digest.progress_at < stale),
+                )
+                .values(progress_at=now)
+                .execution_options(synchronize_session=False)
             )
-            .values(progress_at=now)
-        ).rowcount
+        )
         if claimed:
+            if digest.status == DigestStatus.sending and lifecycle.finish_if_done(
+                session, digest.id
+            ):
+                continue
             ranges = list(open_ranges(session, digest.id, settings.send_batch_size))
             if digest.status == DigestStatus.paused:
-                ranges = ranges[:1]  # one probe of the SMTP server is enough
+                if ranges:
+                    ranges = ranges[:1]  # one probe of the SMTP server is enough
+                elif lifecycle.resume(session, digest.id, only=PausedBy.outage):
+                    # Nothing left to send: no batch would come to probe and resume it.
+                    lifecycle.finish_if_done(session, digest.id)
             found.append((digest.id, ranges))
     return found

@@ -16,19 +16,44 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
+
+if TYPE_CHECKING:
+    from redis import Redis
 
 
 class Journal(Protocol):
-    def record(self, delivery_id: int) -> None: ...
+    """Where a batch notes each accept before the ledger knows it (batch._fold)."""
 
-    def sync(self) -> None: ...
+    def record(self, delivery_id: int) -> None:
+        """Note one accept, at once and without a round trip; raises if it cannot."""
+        ...
 
-    def accepted(self, ids: Collection[int]) -> set[int]: ...
+    def sync(self) -> None:
+        """Make sure every record so far is kept; raises if one was not."""
+        ...
 
-    def forget(self, ids: Collection[int]) -> None: ...
+    def accepted(self, ids: Collection[int]) -> set[int]:
+        """Which of these deliveries were accepted (asked by a takeover)."""
+        ...
 
-    def drop(self) -> None: ...
+    def forget(self, ids: Collection[int]) -> None:
+        """These are in the ledger now (housekeeping)."""
+        ...
+
+    def drop(self) -> None:
+        """The send is over: its journal goes."""
+        ...
+
+
+class _RawConnection(Protocol):
+    """What RedisJournal uses of a redis-py connection: packed commands, read replies."""
+
+    def send_packed_command(self, command: list[bytes], check_health: bool = ...) -> None: ...
+
+    def read_response(self) -> object: ...
+
+    def disconnect(self) -> None: ...
 
 
 class RedisJournal:
@@ -39,22 +64,25 @@ class RedisJournal:
     read (`sync`) before the ledger fold, so a Redis failure is noticed there.
     """
 
-    def __init__(self, client: object, digest_id: int) -> None:
+    def __init__(self, client: Redis, digest_id: int) -> None:
         self.client = client
         self.key = f"nl:journal:{digest_id}"
         key = self.key.encode()
         self._head = b"*3\r\n$4\r\nSADD\r\n$%d\r\n%s\r\n" % (len(key), key)
-        self._conn: object | None = None
+        self._conn: _RawConnection | None = None
         self._pending = 0
 
     def record(self, delivery_id: int) -> None:
-        if self._conn is None:
-            self._conn = self.client.connection_pool.get_connection("SADD")  # type: ignore[attr-defined]
+        conn = self._conn
+        if conn is None:
+            # Narrowed to what is used here (redis-py types its connections loosely).
+            pooled = self.client.connection_pool.get_connection("SADD")
+            conn = self._conn = cast(_RawConnection, pooled)
         # The RESP bytes of SADD key id, packed here: redis-py's generic packer and its
         # per-command health check cost more than the write itself.
         value = b"%d" % delivery_id
         try:
-            self._conn.send_packed_command(  # type: ignore[attr-defined]
+            conn.send_packed_command(
                 [self._head + b"$%d\r\n%s\r\n" % (len(value), value)], check_health=False
             )
         except Exception:
@@ -66,11 +94,12 @@ class RedisJournal:
 
     def sync(self) -> None:
         """Read the outstanding replies; raises if Redis failed to take them."""
-        if self._conn is None:
+        conn = self._conn
+        if conn is None:
             return
         try:
             while self._pending:
-                self._conn.read_response()  # type: ignore[attr-defined]
+                conn.read_response()
                 self._pending -= 1
         except Exception:
             self._discard()
@@ -79,7 +108,7 @@ class RedisJournal:
     def _discard(self) -> None:
         if self._conn is not None:
             try:
-                self._conn.disconnect()  # type: ignore[attr-defined]
+                self._conn.disconnect()
             except Exception:  # noqa: BLE001
                 pass
             self._conn = None
@@ -90,17 +119,17 @@ class RedisJournal:
         if not ids:
             return set()
         order = list(ids)
-        flags = self.client.smismember(self.key, order)  # type: ignore[attr-defined]
+        flags = self.client.smismember(self.key, order)
         return {i for i, f in zip(order, flags, strict=True) if f}
 
     def forget(self, ids: Collection[int]) -> None:
         self.sync()
         if ids:
-            self.client.srem(self.key, *ids)  # type: ignore[attr-defined]
+            self.client.srem(self.key, *ids)
 
     def drop(self) -> None:
         self.sync()
-        self.client.delete(self.key)  # type: ignore[attr-defined]
+        self.client.delete(self.key)
 
 
 class FileJournal:

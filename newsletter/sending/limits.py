@@ -120,7 +120,7 @@ class DomainThrottle:
                 strikes = local
         if strikes < STRIKES:
             return None
-        until = time.time() + min(3600.0, self.base * 2 ** min(strikes - STRIKES, 12))
+        until = time.time() + min(3600.0, self.base * 2.0 ** min(strikes - STRIKES, 12))
         self._until[domain] = until
         if self.client is not None:
             self._seen[domain] = (time.monotonic(), until)

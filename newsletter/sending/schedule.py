@@ -49,6 +49,8 @@ def run_due_schedules(settings: Settings, enqueue: Enqueue, now: datetime | None
         ).all()
     started = 0
     for list_id, schedule, timezone in lists:
+        if schedule is None:
+            continue  # the query excludes these; this tells the type checker
         try:
             key, due = due_period(schedule, timezone, now)
         except (ValueError, KeyError):

@@ -9,8 +9,9 @@ whether it talks to the built-in catcher, a test sink or a real relay.
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from newsletter.mail.fastpath import dot_stuff
 from newsletter.mail.smtp import SmtpTransport
@@ -22,12 +23,19 @@ class SmtpUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Attempt:
-    status: str  # sent, bounced, deferred, failed
+    status: Literal["sent", "bounced", "deferred", "failed"]
     code: int | None = None
     reply: str | None = None
 
 
 SENT = Attempt("sent", 250)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    mail_from: str
+    rcpt: str
 
 
 def _reply(raw: bytes | str) -> str:
@@ -154,6 +162,67 @@ class PooledTransport(SmtpTransport):
                 self._conn.rset()
         except (OSError, smtplib.SMTPException):
             self._drop()
+
+
+class Carrier(Protocol):
+    """What a Pipeline needs of a transport (PooledTransport)."""
+
+    def deliver(
+        self, wire: bytes, mail_from: str, rcpt: str, then: tuple[str, str] | None = None
+    ) -> Attempt: ...
+
+    def abandon(self) -> None: ...
+
+
+class Pipeline(Generic[T]):
+    """A run of messages in order on the kept connection, each priming the next one.
+
+    The batch says what to send (`items`, each one's envelope, and whether the next one
+    may be primed at all: a backed-off domain's server must not even be asked RCPT TO);
+    the priming is done here. `send(i, wire)` delivers item i, its content carrying the
+    envelope of item i + 1 (PooledTransport.deliver), and remembers that envelope so
+    that item i + 1 reuses it (a VERP sender is made once per message). The caller
+    journals item i's accept before it calls `send(i + 1, …)`, so the order on the wire
+    stays "content i, reply, journal append i, content i + 1": one message per
+    connection in flight.
+    """
+
+    def __init__(
+        self,
+        transport: Carrier,
+        items: Sequence[T],
+        envelope: Callable[[T], Envelope],
+        may_prime: Callable[[T], bool],
+    ) -> None:
+        self.transport = transport
+        self.items = items
+        self.envelope = envelope
+        self.may_prime = may_prime
+        self._primed: tuple[int, Envelope] | None = None  # (index, envelope) made ahead
+
+    def send(self, index: int, wire: bytes) -> Attempt:
+        """Deliver item `index` (content `wire`, dot-stuffed); raises SmtpUnavailable."""
+        primed = self._primed
+        current = primed[1] if primed and primed[0] == index else self.envelope(self.items[index])
+        then: tuple[str, str] | None = None
+        self._primed = None
+        if index + 1 < len(self.items):
+            after = self.items[index + 1]
+            if self.may_prime(after):
+                upcoming = self.envelope(after)
+                self._primed = (index + 1, upcoming)
+                then = (upcoming.mail_from, upcoming.rcpt)
+        return self.transport.deliver(wire, current.mail_from, current.rcpt, then)
+
+    def abandon(self) -> None:
+        """The next item will not follow now (paused, cancelled, held back): drop its
+        primed envelope (PooledTransport.abandon)."""
+        self.transport.abandon()
+
+    def close(self) -> None:
+        """The run is over: nothing primed may stay open on the kept connection."""
+        self.transport.abandon()
+        self._primed = None
 
 
 def _envelope(mail_from: str, rcpt: str) -> bytes:
