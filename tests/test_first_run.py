@@ -215,14 +215,14 @@ def test_data_dir_option_points_every_command_at_the_data(tmp_path: Path):
 # 12 and 17. `newsletter up`: its own lines, secrets before the banner, logs in files ------
 
 
-@pytest.fixture
-def started(tmp_path: Path):
+@pytest.fixture(params=[[]])
+def started(tmp_path: Path, request: pytest.FixtureRequest):
     """`newsletter up` on a fresh data dir; yields the process, its URL and the data dir."""
     import psutil
 
     port, smtp, data = free_port(), free_port(), tmp_path / "data"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "up", "--port", str(port)],
+        [sys.executable, "-m", "newsletter", "up", "--port", str(port), *request.param],
         env=clean_env(
             NEWSLETTER_DATA_DIR=str(data), NEWSLETTER_SMTP_URL=f"smtp://127.0.0.1:{smtp}"
         ),
@@ -308,3 +308,17 @@ def test_up_shows_its_own_lines_and_keeps_the_services_logs_in_files(started):
     assert rest.strip().splitlines() == ["stopped"]
     for name in ("web", "worker", "beat"):
         assert (logs / f"{name}.log").is_file(), name
+
+
+@pytest.mark.parametrize("started", [["--verbose"]], indirect=True)
+def test_up_verbose_shows_the_services_logs_here(started):
+    proc, base, data = started
+    banner = read_banner(proc)
+    assert banner[0].startswith("newsletter is up") and "logs " not in "".join(banner)
+    seen = "".join(banner)
+    while "celery@" not in seen:  # the worker's banner, on this terminal as before
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line, seen
+        seen += line
+    stop(proc)
+    assert not (data / "logs").exists()
