@@ -8,6 +8,7 @@ reached end `failed` with the operator's reason, and nobody gets a message after
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -22,9 +23,23 @@ READERS = 150
 STILL = 3.0  # seconds the count must stay put: the test's subject, not a wait for readiness
 
 
-def _stays_put(server: SmtpServer) -> int:
-    """The count once in-flight messages have landed, then unchanged for STILL seconds."""
-    time.sleep(1.5)  # one control check (1 s) and the message on the wire
+BATCH_DONE = re.compile(r"send_batch\[[^\]]+\] succeeded")
+
+
+def _batches_done(app: AppProcesses) -> int:
+    return len(BATCH_DONE.findall(app.log("worker")))
+
+
+def _stays_put(server: SmtpServer, app: AppProcesses, done: int) -> int:
+    """The count once the running batch stopped (its task ended: its control check saw
+    the pause or cancel, the message on the wire landed), then unchanged for STILL s."""
+    wait_until(
+        lambda: _batches_done(app) > done,
+        15,  # a control check is once a second; the whole batch would take 30 s
+        "the running batch to stop",
+        interval=0.1,
+        details=lambda: app.log("worker"),
+    )
     before = len(server.messages)
     time.sleep(STILL)
     after = len(server.messages)
@@ -45,16 +60,18 @@ def test_pause_stops_a_running_batch_and_cancel_fails_the_rest_with_the_reason(
         app.start_worker("--concurrency", "1")
         app.run("digest", "send", "--list", "news")
         server.wait_for(lambda m: len(m) >= 3)
+        done = _batches_done(app)
         app.run("sends", "pause", str(digest_id))
-        at_pause = _stays_put(server)
+        at_pause = _stays_put(server, app, done)
         assert at_pause < READERS // 2
         assert status(app, digest_id)["status"] == "paused"
 
         app.run("sends", "resume", str(digest_id))
         server.wait_for(lambda m: len(m) >= at_pause + 3)
+        done = _batches_done(app)
         app.run("sends", "cancel", str(digest_id))
         wait_status(app, digest_id, ("cancelled",))
-        received = _stays_put(server)
+        received = _stays_put(server, app, done)
         assert received < READERS
 
         def folded() -> dict | None:
