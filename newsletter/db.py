@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.config import get_settings
@@ -79,3 +79,9 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def ping() -> None:
+    """One round trip to the database (health checks); raises when it does not answer."""
+    with session_scope() as session:
+        session.execute(text("SELECT 1"))

@@ -16,25 +16,22 @@ from pathlib import Path
 from typing import IO
 
 import click
-from sqlalchemy import select
 
 from newsletter.commands.common import ServiceError, handled, settings
 from newsletter.config import Settings
+from workers import gateway
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _ensure_list(settings: Settings) -> str | None:
     """A fresh install gets one list, so the form works at once."""
-    from newsletter.db import session_scope
-    from newsletter.models import MailingList
-    from newsletter.subscriptions.lists import create_list
+    from newsletter.subscriptions import actions
 
-    with session_scope() as session:
-        if session.scalar(select(MailingList.id).limit(1)) is None:
-            create_list(session, "news", "The Newsroom Daily", "0 7 * * *", "UTC")
-            return "news"
-    return None
+    if gateway.perform(actions.list_lists):
+        return None
+    gateway.perform(actions.create_list, "news", "The Newsroom Daily", "0 7 * * *", "UTC")
+    return "news"
 
 
 SERVICES = ("web", "worker", "beat")

@@ -15,17 +15,23 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.effects import Done, Effect, SendConfirmation
 from newsletter.errors import Conflict, InvalidInput, NotFound
+from newsletter.models import SubscriptionStatus
 from newsletter.subscriptions import lists
 from newsletter.subscriptions.consent import (
+    ConfirmState,
     ConsentRecord,
     Refusal,
     SubscribeResult,
+    check_confirm,
+    confirm,
     renew_confirmation,
     subscribe,
+    unsubscribe,
+    unsubscription,
 )
 from newsletter.subscriptions.erase import erase
 from newsletter.subscriptions.subscribers import import_csv, subscriber_records
-from newsletter.subscriptions.tokens import ConfirmClaim
+from newsletter.subscriptions.tokens import ConfirmClaim, make_unsubscribe_token
 
 
 def refusal_message(email: str, list_slug: str, refusal: Refusal) -> str:
@@ -175,3 +181,56 @@ def erase_subscriber(session: Session, settings: Settings, email: str) -> Done[d
     if not erase(session, settings, email):
         raise NotFound("email", f"no subscriber {email}")
     return Done({"email": email, "erased": True, "suppressed": True})
+
+
+# A reader's own links (confirm, unsubscribe): the pages show what these return ------------
+
+
+def list_choices(session: Session, settings: Settings) -> Done[list[dict[str, str]]]:
+    """The lists a reader can choose on the form, by name."""
+    return Done(
+        [{"slug": str(r["slug"]), "name": str(r["name"])} for r in lists.list_records(session)]
+    )
+
+
+def confirmation_view(session: Session, settings: Settings, token: str) -> Done[dict[str, Any]]:
+    """What a confirm link is for (a GET changes nothing); TokenInvalid / TokenExpired."""
+    sub = check_confirm(session, settings, token)
+    return Done(
+        {
+            "list_name": sub.mailing_list.name,
+            "email": sub.subscriber.email,
+            "already": sub.status == SubscriptionStatus.confirmed,
+            "token": token,
+        }
+    )
+
+
+def confirm_link(session: Session, settings: Settings, token: str) -> Done[dict[str, Any]]:
+    """The reader's confirmation (the page's button)."""
+    state, sub = confirm(session, settings, token)
+    return Done(
+        {
+            "list_name": sub.mailing_list.name,
+            "already": state is ConfirmState.already,
+            "unsubscribe_token": make_unsubscribe_token(settings.secret, sub.id),
+        }
+    )
+
+
+def unsubscribe_view(session: Session, settings: Settings, token: str) -> Done[dict[str, Any]]:
+    """What an unsubscribe link is for (a GET changes nothing); TokenInvalid."""
+    sub = unsubscription(session, settings, token)
+    return Done(
+        {
+            "list_name": sub.mailing_list.name,
+            "token": token,
+            "already": sub.status == SubscriptionStatus.unsubscribed,
+        }
+    )
+
+
+def unsubscribe_link(session: Session, settings: Settings, token: str) -> Done[dict[str, Any]]:
+    """The reader leaves the list: the page's button, RFC 8058 one-click, or the mailto."""
+    sub = unsubscribe(session, settings, token)
+    return Done({"list_name": sub.mailing_list.name, "token": token})

@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from newsletter.config import get_settings
-from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
-from newsletter.models import MailingList, SubscriptionStatus
 from newsletter.subscriptions import actions
 from newsletter.subscriptions.consent import (
-    ConfirmState,
     ConsentRecord,
-    check_confirm,
-    confirm,
-    unsubscribe,
-    unsubscription,
 )
 from newsletter.subscriptions.tokens import (
     ConfirmClaim,
     TokenExpired,
     TokenInvalid,
-    make_unsubscribe_token,
 )
 from newsletter.web import csrf
 from newsletter.web.pages import error_page, page
@@ -44,11 +35,7 @@ BAD_LINK = (
 
 
 def _lists() -> list[dict[str, str]]:
-    with session_scope() as session:
-        rows = session.execute(
-            select(MailingList.slug, MailingList.name).order_by(MailingList.name)
-        )
-        return [{"slug": slug, "name": name} for slug, name in rows]
+    return perform(actions.list_choices)
 
 
 def _form_page(
@@ -190,16 +177,8 @@ def _expired_page(request: Request, token: str) -> HTMLResponse:
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
 def confirm_page(request: Request, token: str) -> HTMLResponse:
-    settings = get_settings()
     try:
-        with session_scope() as session:
-            sub = check_confirm(session, settings, token)
-            ctx: dict[str, Any] = {
-                "list_name": sub.mailing_list.name,
-                "email": sub.subscriber.email,
-                "already": sub.status == SubscriptionStatus.confirmed,
-                "token": token,
-            }
+        ctx = perform(actions.confirmation_view, token)
     except TokenExpired:
         return _expired_page(request, token)
     except TokenInvalid:
@@ -209,15 +188,8 @@ def confirm_page(request: Request, token: str) -> HTMLResponse:
 
 @router.post("/confirm/{token}", response_class=HTMLResponse)
 def confirm_submit(request: Request, token: str) -> HTMLResponse:
-    settings = get_settings()
     try:
-        with session_scope() as session:
-            state, sub = confirm(session, settings, token)
-            ctx: dict[str, Any] = {
-                "list_name": sub.mailing_list.name,
-                "already": state is ConfirmState.already,
-                "unsubscribe_token": make_unsubscribe_token(settings.secret, sub.id),
-            }
+        ctx = perform(actions.confirm_link, token)
     except TokenExpired:
         return _expired_page(request, token)
     except TokenInvalid:
@@ -227,10 +199,8 @@ def confirm_submit(request: Request, token: str) -> HTMLResponse:
 
 @router.post("/confirm/{token}/renew", response_class=HTMLResponse)
 def confirm_renew(request: Request, token: str) -> HTMLResponse:
-    settings = get_settings()
     try:
-        with session_scope() as session:
-            check_confirm(session, settings, token)
+        perform(actions.confirmation_view, token)
         return error_page(request, 400, "Link still valid", "This link has not expired: use it.")
     except TokenExpired as exc:
         claim = exc.payload
@@ -243,15 +213,8 @@ def confirm_renew(request: Request, token: str) -> HTMLResponse:
 
 @router.get("/unsubscribe/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
-    settings = get_settings()
     try:
-        with session_scope() as session:
-            sub = unsubscription(session, settings, token)
-            ctx: dict[str, Any] = {
-                "list_name": sub.mailing_list.name,
-                "token": token,
-                "already": sub.status == SubscriptionStatus.unsubscribed,
-            }
+        ctx = perform(actions.unsubscribe_view, token)
     except TokenInvalid:
         return error_page(request, 400, "Link not valid", BAD_LINK)
     return page(request, "unsubscribe.html", **ctx)
@@ -260,17 +223,14 @@ def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
 @router.post("/unsubscribe/{token}")
 async def unsubscribe_submit(request: Request, token: str) -> Response:
     """The page's button and RFC 8058 one-click from mailbox providers: no cookie needed."""
-    settings = get_settings()
     body = (await request.body())[:MAX_BODY]
     one_click = b"List-Unsubscribe=One-Click" in body
     try:
-        with session_scope() as session:
-            sub = unsubscribe(session, settings, token)
-            list_name = sub.mailing_list.name
+        done = await run_in_threadpool(perform, actions.unsubscribe_link, token)
     except TokenInvalid:
         if one_click:
             return PlainTextResponse("Unknown or invalid unsubscribe link.", 400)
         return error_page(request, 400, "Link not valid", BAD_LINK)
     if one_click:
         return PlainTextResponse("Unsubscribed.")
-    return page(request, "unsubscribed.html", list_name=list_name, token=token)
+    return page(request, "unsubscribed.html", **done)
