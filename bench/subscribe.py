@@ -33,7 +33,7 @@ from tests.services import free_port  # noqa: E402
 PG_ADMIN = os.environ.get(
     "NEWSLETTER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-REDIS = os.environ.get("NEWSLETTER_TEST_REDIS_URL", "redis://127.0.0.1:6379") + "/13"
+REDIS = ""  # a redis-server of the benchmark's own (own_redis.py), set before main()
 
 
 def newsletter(env: dict[str, str], *args: str) -> None:
@@ -140,4 +140,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from own_redis import own_redis
+
+    with own_redis() as REDIS:
+        main()
