@@ -117,9 +117,10 @@ class Claim:
         return (self.fresh, self.taken_over)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
-    """A claimed delivery and what sending it needs."""
+    """A claimed delivery and what sending it needs (not frozen: one is made per message,
+    and a frozen dataclass costs more to build)."""
 
     id: int
     taken_over: bool
@@ -369,16 +370,15 @@ class _Sender:
 
     def _may_prime(self, row: Row) -> bool:
         """Not for a backed-off domain: its server must not even be asked RCPT TO."""
-        return bool(row.email) and self._blocked(domain_of(row.email or "")) is None
-
-    def _blocked(self, domain: str) -> float | None:
-        return self.ctx.domains.blocked_until(domain)
+        return (
+            bool(row.email) and self.ctx.domains.blocked_until(domain_of(row.email or "")) is None
+        )
 
     def _one(self, pipeline: Pipeline[Row], index: int, row: Row) -> None:
         """Send one row and note its change; raises SmtpUnavailable (nothing noted)."""
         assert row.email is not None and row.subscription_id is not None
         domain = domain_of(row.email)
-        until = self._blocked(domain)
+        until = self.ctx.domains.blocked_until(domain)
         if until is not None:
             self._add(held_back(row, domain, datetime.fromtimestamp(until, utcnow().tzinfo)))
             pipeline.abandon()  # its envelope may have been primed with the last message

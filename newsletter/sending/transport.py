@@ -11,7 +11,7 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from newsletter.mail.fastpath import dot_stuff
 from newsletter.mail.smtp import SmtpTransport
@@ -32,8 +32,9 @@ SENT = Attempt("sent", 250)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
+    """MAIL FROM and RCPT TO of one message (a tuple: made once per message)."""
+
     mail_from: str
     rcpt: str
 
@@ -211,7 +212,7 @@ class Pipeline(Generic[T]):
             if self.may_prime(after):
                 upcoming = self.envelope(after)
                 self._primed = (index + 1, upcoming)
-                then = (upcoming.mail_from, upcoming.rcpt)
+                then = upcoming
         return self.transport.deliver(wire, current.mail_from, current.rcpt, then)
 
     def abandon(self) -> None:
