@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import threading
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready
@@ -17,18 +16,16 @@ from newsletter.subscriptions.maintenance import purge_unconfirmed as purge
 from workers.app import app
 
 log = logging.getLogger(__name__)
-_local = threading.local()
 
 
 def transport() -> SmtpTransport:
-    """One kept SMTP connection per worker thread (a new one if SMTP_URL changed)."""
-    url = get_settings().smtp_url
-    kept: tuple[str, SmtpTransport] | None = getattr(_local, "transport", None)
-    if kept is None or kept[0] != url:
-        if kept is not None:
-            kept[1].close()
-        kept = _local.transport = (url, SmtpTransport(get_settings().smtp))
-    return kept[1]
+    """The worker thread's one kept SMTP connection, the one its batches use
+    (newsletter/sending/context.py); nothing of a batch's pipelining is left on it."""
+    from newsletter.sending.context import context
+
+    kept = context(get_settings()).transport
+    kept.abandon()
+    return kept
 
 
 class PermanentRefusal(Exception):
