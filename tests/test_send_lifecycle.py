@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
-from newsletter.errors import InvalidInput
+from newsletter.errors import Conflict, InvalidInput
 from newsletter.models import Delivery, Digest, DigestStatus
 from newsletter.sending import batch as batch_module
 from newsletter.sending import control, lifecycle
@@ -82,7 +82,8 @@ def test_next_status_answers_from_the_table_and_refuses_the_rest() -> None:
             else:
                 with pytest.raises(IllegalTransition) as refused:
                     next_status(status, event)
-                assert isinstance(refused.value, InvalidInput)  # CLI exit 2, HTTP 409
+                assert isinstance(refused.value, Conflict)  # HTTP 409
+                assert isinstance(refused.value, InvalidInput)  # CLI exit 2
                 assert refused.value.current == status and refused.value.event == event
                 assert f"is {status}" in str(refused.value)
 

@@ -32,7 +32,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Result, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.errors import InvalidInput
+from newsletter.errors import Conflict
 from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, utcnow
 
 S = DigestStatus
@@ -74,8 +74,9 @@ TRANSITIONS: Mapping[Event, Transition] = {
 }
 
 
-class IllegalTransition(InvalidInput):
-    """The event is not allowed from the send's status (CLI exit 2, HTTP 409)."""
+class IllegalTransition(Conflict):
+    """The event is not allowed from the send's status: a Conflict, so an InvalidInput
+    (CLI exit 2, HTTP 409)."""
 
     def __init__(
         self,
