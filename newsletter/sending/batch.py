@@ -152,7 +152,8 @@ class Change:
 def outcome(attempt: Attempt, row: Row, settings: Settings, now: datetime) -> Change:
     """The ledger change for one SMTP attempt (pure: no I/O, no clock but `now`).
 
-    Accepted → sent; a 5xx to RCPT → bounced (and the bounce policy); temporary → deferred
+    Accepted → sent; a 5xx to RCPT, DATA or the content → bounced (and the bounce
+    policy); temporary → deferred
     with exponential backoff, or failed once SEND_MAX_ATTEMPTS were made; else failed.
     """
     if attempt.status == "sent":

@@ -145,7 +145,7 @@ class PooledTransport(SmtpTransport):
             return Attempt("bounced" if to[0] >= 500 else "deferred", to[0], _reply(to[1]))
         if data[0] != 354:
             self._reset_after_error()
-            return Attempt("failed" if data[0] >= 500 else "deferred", data[0], _reply(data[1]))
+            return _refused(data[0], data[1])
         if then is not None and pipelining:
             # RFC 2920 3.1: message content may be the first "command" of a group.
             conn.send(wire + _envelope(*then))
@@ -155,7 +155,7 @@ class PooledTransport(SmtpTransport):
         code, reply = conn.getreply()
         if code == 250:
             return SENT
-        return Attempt("failed" if code >= 500 else "deferred", code, _reply(reply))
+        return _refused(code, reply)
 
     def _reset_after_error(self) -> None:
         try:
@@ -224,6 +224,13 @@ class Pipeline(Generic[T]):
         """The run is over: nothing primed may stay open on the kept connection."""
         self.transport.abandon()
         self._primed = None
+
+
+def _refused(code: int, reply: bytes | str) -> Attempt:
+    """A refusal of this recipient's message at DATA or after its content: a 5xx is a
+    bounce exactly like a 5xx at RCPT (the bounce policy tells "user unknown" from "our
+    content or IP"); a 4xx is temporary."""
+    return Attempt("bounced" if code >= 500 else "deferred", code, _reply(reply))
 
 
 def _envelope(mail_from: str, rcpt: str) -> bytes:
