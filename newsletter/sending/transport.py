@@ -9,6 +9,7 @@ whether it talks to the built-in catcher, a test sink or a real relay.
 from __future__ import annotations
 
 import smtplib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
@@ -55,12 +56,22 @@ class PooledTransport(SmtpTransport):
     not used (pause, cancel, a domain backed off meanwhile) is abandoned by closing the
     connection: a server discards a transaction whose data never ended, whereas a lone
     "." would deliver an empty message.
+
+    A kept connection the server closed while idle (its timeout, typically 5 minutes)
+    is reopened at once instead of deferring the message that finds it closed: one
+    idle for `idle_check_seconds` (60) is checked with a NOOP (or, primed, simply reopened)
+    before use, and one that still turns out closed before this message's content was
+    written (MAIL FROM / RCPT TO / DATA, or the primed envelope's replies) is reopened
+    and the exchange done again on the fresh one. A drop after the content was written
+    stays "deferred": the server may have accepted the message, and sending it again
+    at once could deliver it twice.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._primed: tuple[str, str] | None = None
         self._primed_on: smtplib.SMTP | None = None
+        self._content_written = False  # of the exchange under way
 
     def ensure_connected(self) -> None:
         try:
@@ -84,9 +95,27 @@ class PooledTransport(SmtpTransport):
         """
         if self._primed is not None and self._primed_on is not self._conn:
             self._primed = self._primed_on = None  # that connection is gone
+        if self._conn is not None and time.monotonic() - self._used_at >= self.idle_check_seconds:
+            if self._primed is not None:
+                # Its 354 may be long answered and the server gone since: the content
+                # would find out only after being written. A fresh connection instead.
+                self._drop()
+            else:
+                self.idle_check()
+        kept = self._conn is not None
         self.ensure_connected()
         try:
-            return self._exchange(wire, mail_from, rcpt, then)
+            return self._exchange(wire, mail_from, rcpt, then, kept)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            if not kept or self._content_written:
+                return Attempt("deferred", None, _reply(f"connection lost: {exc}"))
+        # The kept connection was closed before any of this message was written (the
+        # server's idle timeout): nothing of it can have been accepted. Once more, at
+        # once, on a fresh connection (SmtpUnavailable if there is none to be had).
+        self.ensure_connected()
+        try:
+            return self._exchange(wire, mail_from, rcpt, then, False)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             return Attempt("deferred", None, _reply(f"connection lost: {exc}"))
@@ -111,8 +140,12 @@ class PooledTransport(SmtpTransport):
                 pass
 
     def _exchange(
-        self, wire: bytes, mail_from: str, rcpt: str, then: tuple[str, str] | None
+        self, wire: bytes, mail_from: str, rcpt: str, then: tuple[str, str] | None, kept: bool
     ) -> Attempt:
+        """One message; raises SMTPServerDisconnected/OSError if the connection fails,
+        with `_content_written` telling whether that was before or after its content."""
+        self._content_written = False
+        self._used_at = time.monotonic()
         conn = self.connection
         pipelining = conn.has_extn("pipelining")
         if self._primed is not None and self._primed != (mail_from, rcpt):
@@ -128,11 +161,15 @@ class PooledTransport(SmtpTransport):
             conn.send(f"MAIL FROM:<{mail_from}>\r\n".encode())
             mail = conn.getreply()
             to = data = (503, b"not sent")
-            if mail[0] == 250:
-                conn.send(f"RCPT TO:<{rcpt}>\r\n".encode())
-                to = conn.getreply()
-                if to[0] in (250, 251):
-                    data = conn.docmd("DATA")
+        if mail[0] == 421 and kept:
+            # A kept connection the server is closing (Postfix's "421 4.4.2 timeout
+            # exceeded"): the same as finding it closed, before any content.
+            raise smtplib.SMTPServerDisconnected(_reply(mail[1]))
+        if not pipelining and mail[0] == 250:
+            conn.send(f"RCPT TO:<{rcpt}>\r\n".encode())
+            to = conn.getreply()
+            if to[0] in (250, 251):
+                data = conn.docmd("DATA")
         if data[0] == 354 and (mail[0] != 250 or to[0] not in (250, 251)):
             conn.send(b".\r\n")  # a server that said 354 anyway gets an empty message
             conn.getreply()
@@ -146,6 +183,7 @@ class PooledTransport(SmtpTransport):
         if data[0] != 354:
             self._reset_after_error()
             return _refused(data[0], data[1])
+        self._content_written = True  # from here on it may be accepted: no resend
         if then is not None and pipelining:
             # RFC 2920 3.1: message content may be the first "command" of a group.
             conn.send(wire + _envelope(*then))
