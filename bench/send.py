@@ -237,7 +237,7 @@ def main() -> int:
                     "worker",
                     *pool_args,
                     "--loglevel",
-                    "WARNING",
+                    "INFO",
                 ],
                 env={**os.environ},
                 cwd=work,
@@ -246,7 +246,13 @@ def main() -> int:
             )
             for _ in range(args.workers)
         ]
-        time.sleep(5)  # workers up and idle before "send"
+        # Workers up and idle before "send": each logs "ready." once its start-up is over.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (work / "worker.log").read_text(errors="replace").count(" ready.") >= args.workers:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
         trees = [psutil.Process(w.pid) for w in pool]
         peak = 0
 
