@@ -9,17 +9,22 @@ import smtplib
 import time
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
 
 from newsletter.config import SmtpConfig
+from newsletter.db import session_scope
 from newsletter.mail.smtp import SmtpTransport
+from newsletter.models import Delivery, Digest
 from newsletter.sending.transport import Envelope as Env
 from newsletter.sending.transport import Pipeline, PooledTransport
-from tests.services import RecordingHandler, SmtpRules, SmtpServer
+from tests.send_support import HTML, TEXT, populate, send_env, wait_status
+from tests.services import AppProcesses, RecordingHandler, SmtpRules, SmtpServer
 
 SENDER = "bounces@example.com"
 
@@ -86,23 +91,27 @@ class IdleServer(SmtpServer):
         assert isinstance(self.handler, IdleHandler)
         return self.handler
 
-    def close_connections(self, say_421: bool = False) -> None:
+    def close_connections(self, say_421: bool = False) -> int:
         """What a server does to a connection idle past its timeout (Postfix says
-        "421 4.4.2 Error: timeout exceeded" first, aiosmtpd just closes)."""
+        "421 4.4.2 Error: timeout exceeded" first, aiosmtpd just closes). Returns how
+        many were open."""
 
-        async def close_all() -> None:
+        async def close_all() -> int:
             with self.idle.lock:
                 sessions, self.idle.sessions[:] = list(self.idle.sessions), []
+            closed = 0
             for server in sessions:
                 if server.transport is None or server.transport.is_closing():
                     continue
                 if say_421:
                     await server.push("421 4.4.2 Error: timeout exceeded")
                 server.transport.close()
+                closed += 1
             await asyncio.sleep(0.05)  # the FIN on its way before the client writes again
+            return closed
 
         loop = self.controller.loop
-        asyncio.run_coroutine_threadsafe(close_all(), loop).result(5)
+        return asyncio.run_coroutine_threadsafe(close_all(), loop).result(5)
 
 
 @pytest.fixture
@@ -137,7 +146,7 @@ def test_first_message_after_an_idle_drop_is_sent_at_once(
     try:
         assert transport.deliver(wire(1), SENDER, "a@example.org").status == "sent"
         first_conn = transport.connection
-        server.close_connections(say_421)
+        assert server.close_connections(say_421) == 1
         attempt, took = timed(
             "first message after the drop",
             lambda: transport.deliver(wire(2), SENDER, "b@example.org"),
@@ -317,3 +326,45 @@ def test_smtp_transport_does_not_resend_after_the_content(server: IdleServer) ->
     finally:
         transport.close()
     assert received(server) == ["a@example.org", "b@example.org", "c@example.org"]
+
+
+def test_a_worker_whose_kept_connection_was_dropped_defers_no_one(
+    sqlite_db: str, data_dir: Path, tmp_path: Path
+) -> None:
+    """Two sends through a real `newsletter worker`; between them the server closes the
+    worker's idle kept connection (as its timeout would). Nobody of the second send is
+    deferred: every row is sent on its first attempt, each reader gets one copy."""
+    readers = [f"r{i}@example.org" for i in range(12)]  # two batches of 10
+    first_id = populate(readers)
+    with session_scope() as session:
+        list_id = session.get(Digest, first_id).list_id  # type: ignore[union-attr]
+    server = IdleServer().start()
+    app = AppProcesses(send_env(data_dir, server.url, sqlite_db, None), tmp_path)
+    try:
+        app.start_worker("--concurrency", "1")
+        app.run("digest", "send", "--list", "news", "--digest", str(first_id))
+        assert wait_status(app, first_id, timeout=60)["sent"] == len(readers)
+        assert server.close_connections(say_421=True) >= 1  # the worker's kept one
+        with session_scope() as session:
+            second = Digest(list_id=list_id, subject="Tomorrow's digest", html=HTML, text=TEXT)
+            session.add(second)
+            session.flush()
+            second_id = second.id
+        start = time.perf_counter()
+        app.run("digest", "send", "--list", "news", "--digest", str(second_id))
+        st = wait_status(app, second_id, timeout=60)
+        print(f"second send after the drop: {time.perf_counter() - start:.2f} s")
+        assert st["sent"] == len(readers)
+    finally:
+        app.stop()
+        server.stop()
+    with session_scope() as session:
+        rows = session.execute(
+            select(Delivery.status, Delivery.attempts, Delivery.smtp_reply).where(
+                Delivery.digest_id == second_id
+            )
+        ).all()
+    assert len(rows) == len(readers)
+    assert all(r.status == "sent" and r.attempts == 1 for r in rows), rows
+    got = sorted(r for m in server.messages for r in m.rcpt_tos)
+    assert got == sorted(readers * 2)  # each reader one copy of each digest

@@ -113,7 +113,11 @@ class SmtpTransport:
             # this message's content went out, so none of it can have been accepted:
             # one fresh try. A drop after the content stays an error (no second copy).
             self._forget()
-            return self._sendmail(self.connection, raw, mail_from, rcpt_to, False)
+            try:
+                return self._sendmail(self.connection, raw, mail_from, rcpt_to, False)
+            except (OSError, smtplib.SMTPServerDisconnected):
+                self._forget()
+                raise
         except (OSError, smtplib.SMTPServerDisconnected):
             self._forget()
             raise
