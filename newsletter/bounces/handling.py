@@ -132,24 +132,8 @@ def record_bounce(
     did = delivery.id if delivery is not None else None
     sid = subscriber.id if subscriber is not None else None
     mark = fingerprint(result, did, sid, ref or result.original_message_id)
-    if session.scalar(select(BounceEvent.id).where(BounceEvent.fingerprint == mark)):
-        return Handled("duplicate", subscriber_id=sid)
-    event = BounceEvent(
-        delivery_id=did,
-        subscriber_id=sid,
-        kind=result.kind,
-        reason=(result.reason or "undefined")[:64],
-        status_code=(result.status or None) and result.status[:16],
-        diagnostic=(result.diagnostic or None) and result.diagnostic[:2000],
-        remote_domain=(result.remote_domain or domain_of(result.recipient) or None),
-        source=source[:32],
-        created_at=now,
-        fingerprint=mark,
-    )
-    try:
-        with session.begin_nested():  # a concurrent twin inserted first: not an error
-            session.add(event)
-    except IntegrityError:
+    event = _add_event(session, result, did, sid, source, now, mark)
+    if event is None:
         return Handled("duplicate", subscriber_id=sid)
 
     action = _apply(session, settings, result, event, delivery, subscriber, now)
@@ -163,6 +147,38 @@ def record_bounce(
         action,
     )
     return Handled(action, event, sid)
+
+
+def _add_event(
+    session: Session,
+    result: BounceResult,
+    delivery_id: int | None,
+    subscriber_id: int | None,
+    source: str,
+    now: datetime,
+    mark: str,
+) -> BounceEvent | None:
+    """Insert the event, or None when one with this fingerprint exists (a duplicate)."""
+    if session.scalar(select(BounceEvent.id).where(BounceEvent.fingerprint == mark)):
+        return None
+    event = BounceEvent(
+        delivery_id=delivery_id,
+        subscriber_id=subscriber_id,
+        kind=result.kind,
+        reason=(result.reason or "undefined")[:64],
+        status_code=(result.status or None) and result.status[:16],
+        diagnostic=(result.diagnostic or None) and result.diagnostic[:2000],
+        remote_domain=(result.remote_domain or domain_of(result.recipient) or None),
+        source=source[:32],
+        created_at=now,
+        fingerprint=mark,
+    )
+    try:
+        with session.begin_nested():  # a concurrent twin inserted first: not an error
+            session.add(event)
+    except IntegrityError:
+        return None
+    return event
 
 
 def record_system_bounce(
@@ -191,24 +207,8 @@ def record_system_bounce(
         )
     what = "confirmation" if kind == "c" else "test"
     mark = fingerprint(result, None, subscriber_id, f"{what}:{ident}:{ref}")
-    if session.scalar(select(BounceEvent.id).where(BounceEvent.fingerprint == mark)):
-        return Handled("duplicate", subscriber_id=subscriber_id)
-    event = BounceEvent(
-        delivery_id=None,
-        subscriber_id=subscriber_id,
-        kind=result.kind,
-        reason=(result.reason or "undefined")[:64],
-        status_code=(result.status or None) and result.status[:16],
-        diagnostic=(result.diagnostic or None) and result.diagnostic[:2000],
-        remote_domain=(result.remote_domain or domain_of(result.recipient) or None),
-        source=f"{source}:{what}"[:32],
-        created_at=now,
-        fingerprint=mark,
-    )
-    try:
-        with session.begin_nested():
-            session.add(event)
-    except IntegrityError:
+    event = _add_event(session, result, None, subscriber_id, f"{source}:{what}", now, mark)
+    if event is None:
         return Handled("duplicate", subscriber_id=subscriber_id)
     log.info("bounce %s/%s of a %s mail from %s: counted", result.kind, result.reason, what, source)
     return Handled("counted", event, subscriber_id)

@@ -158,21 +158,7 @@ def signature_header(
 
 # Signed when present, for mail built with the standard library (confirmations, welcome
 # and other system mail); the digest fast path signs its own fixed list above.
-SIGN_IF_PRESENT = (
-    "from",
-    "to",
-    "subject",
-    "date",
-    "message-id",
-    "mime-version",
-    "content-type",
-    "content-transfer-encoding",
-    "reply-to",
-    "auto-submitted",
-    "list-id",
-    "list-unsubscribe",
-    "list-unsubscribe-post",
-)
+SIGN_IF_PRESENT = (*SIGNED_HEADERS, "content-transfer-encoding", "reply-to", "auto-submitted")
 _FIELD_BREAK = re.compile(rb"\r\n(?![ \t])")
 
 
