@@ -90,7 +90,14 @@ class Settings(BaseSettings):
     send_first_chunk: int = Field(2000, ge=1)
     send_max_attempts: int = Field(5, ge=1)
     send_retry_base_seconds: float = Field(60.0, gt=0)
-    send_lease_seconds: float = Field(300.0, gt=0)
+    # A claim lives while its batch's heartbeat renews it every SEND_HEARTBEAT_SECONDS;
+    # unrenewed for SEND_LEASE_SECONDS it is a dead worker's, and the claim check (beat,
+    # every SEND_CLAIM_CHECK_SECONDS) hands its rows to a live worker (batch.py).
+    send_lease_seconds: float = Field(15.0, gt=0)
+    send_heartbeat_seconds: float = Field(5.0, gt=0)
+    send_claim_check_seconds: float = Field(10.0, gt=0)
+    # A batch task that hit a database or broker error runs again after at most this.
+    send_retry_task_max_seconds: float = Field(5.0, gt=0)
     send_stall_seconds: float = Field(120.0, gt=0)
     send_probe_seconds: float = Field(30.0, gt=0)
     send_domain_rate: float = Field(0.0, ge=0)

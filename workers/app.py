@@ -39,6 +39,12 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "workers.tasks.send_tick",
                 "schedule": timedelta(seconds=settings.beat_tick_seconds),
             },
+            # Rows of a dead batch (its claim's heartbeat stopped): one indexed query.
+            "recover-claims": {
+                "task": "workers.tasks.recover_claims",
+                "schedule": timedelta(seconds=settings.send_claim_check_seconds),
+                "options": {"expires": settings.send_claim_check_seconds},
+            },
             "poll-bounce-mailbox": {  # a no-op unless NEWSLETTER_BOUNCE_MAILBOX_URL is set
                 "task": "workers.tasks.poll_bounce_mailbox",
                 "schedule": timedelta(minutes=1),

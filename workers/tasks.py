@@ -104,11 +104,52 @@ def complete_ledger(digest_id: int) -> int:
     return len(ranges)
 
 
-@app.task(acks_late=True)
-def send_batch(digest_id: int, lo: int, hi: int) -> dict[str, int]:
-    from newsletter.sending.batch import run_batch
+def _transient() -> tuple[type[BaseException], ...]:
+    """Errors of the database or the broker that pass: a restart, a failover, a network
+    blip (and a batch that stopped because its claim could not be renewed)."""
+    import sqlalchemy.exc
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    result = run_batch(get_settings(), digest_id, lo, hi)
+    from newsletter.sending.batch import ClaimLapsing
+
+    return (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.InterfaceError,
+        sqlalchemy.exc.DisconnectionError,
+        BrokerError,
+        RedisConnectionError,
+        RedisTimeoutError,
+        ClaimLapsing,
+    )
+
+
+BATCH_RETRIES = 30  # with a back-off of at most SEND_RETRY_TASK_MAX_SECONDS: ~2 minutes
+
+
+@app.task(bind=True, acks_late=True, max_retries=BATCH_RETRIES)
+def send_batch(
+    self: Any, digest_id: int, lo: int, hi: int, claim: str | None = None
+) -> dict[str, int]:
+    """Run one batch. On a database or broker error it runs again promptly (back-off
+    0.5, 1, 2, 4 s, then every SEND_RETRY_TASK_MAX_SECONDS, BATCH_RETRIES times) with the
+    same claim token, so it takes its own rows back at once instead of waiting for their
+    lease (batch._claim): a 10 s database restart costs seconds. A task that ran out of
+    retries (or whose retry message was lost with the broker) is acknowledged; its rows'
+    claim is no longer renewed and the claim check (recover_claims) hands them on after
+    SEND_LEASE_SECONDS.
+    """
+    from newsletter.sending.batch import Batch, Claim
+
+    settings = get_settings()
+    batch = Batch(settings, digest_id, lo, hi, claim=Claim(claim) if claim else None)
+    try:
+        result = batch.run()
+    except _transient() as exc:
+        delay = min(settings.send_retry_task_max_seconds, 0.5 * 2.0**self.request.retries)
+        log.warning("batch %s [%d, %d] failed (%s); again in %.1fs", digest_id, lo, hi, exc, delay)
+        raise self.retry(kwargs={"claim": batch.claim.token}, countdown=delay, exc=exc) from None
     if result.enqueue:  # an auto-resume; most batches have nothing to add
         enqueue_ranges(digest_id, result.enqueue)
     if result.retry_in is not None:
@@ -124,6 +165,22 @@ def send_tick() -> int:
     started = run_due_schedules(get_settings(), enqueue_ranges)
     recover_sends()
     return started
+
+
+@app.task
+def recover_claims() -> int:
+    """Beat, every SEND_CLAIM_CHECK_SECONDS: rows of a dead batch (its claim's heartbeat
+    stopped for SEND_LEASE_SECONDS) go to a live worker, however the rest of the send
+    progresses (job.recover_dead_claims)."""
+    from newsletter.sending.job import recover_dead_claims
+
+    with session_scope() as session:
+        found = recover_dead_claims(session, get_settings())
+    for digest_id, ranges in found:
+        log.warning("send %s: %d ranges of a dead batch enqueued again", digest_id, len(ranges))
+        for lo, hi in ranges:
+            send_batch.delay(digest_id, lo, hi)
+    return sum(len(r) for _, r in found)
 
 
 def recover_sends() -> None:
@@ -149,6 +206,7 @@ def _recover_on_start(**_: object) -> None:
     """A worker that starts picks up what a dead one left (its broker message may be gone)."""
     try:
         recover_sends()
+        recover_claims()
     except Exception:  # noqa: BLE001 - a worker must start even if the database is not up yet
         log.exception("recovering stalled sends failed")
     finally:

@@ -2,9 +2,27 @@
 
 Claiming is one UPDATE that moves the range's due rows to `sending` under a fresh
 `Claim`, so two workers (or a task the broker delivered twice) never both own a row.
-Rows still `sending` under a claim older than SEND_LEASE_SECONDS belong to a dead
-worker: they are taken over, and the journal says which of them were accepted already,
-so those are recorded as sent without a second message.
+A claim is alive while its batch's `Heartbeat` (a daemon thread started by the batch,
+stopped in a finally) renews its rows' claimed_at every SEND_HEARTBEAT_SECONDS (5 s).
+The heartbeat is independent of the send loop, which can block in one SMTP call for up
+to its 30 s timeout, so a live batch never loses its rows however slow its server is.
+Rows still `sending` under a claim not renewed for SEND_LEASE_SECONDS (15 s) belong to
+a dead worker: they are taken over, and the journal says which of them were accepted
+already, so those are recorded as sent without a second message. The liveness mark is
+claimed_at itself (one UPDATE of the batch's id range, on the primary key, per beat),
+not a Redis key: it works with every broker, and the takeover and the dead-claim check
+(job.recover_dead_claims) read it in the same statement that takes the rows.
+
+One owner: a batch whose heartbeat could not renew its claim for most of the lease (the
+database is unreachable from it) stops sending before its claim can lapse
+(`Heartbeat.lapsing`, asked before each message), so a takeover never overlaps a batch
+that still sends; the one exception is the message on the wire of a batch whose SMTP
+call blocked past the lease while its database was unreachable too: at most that one
+message may go twice, as after a SIGKILL. Its later fold writes nothing it no longer
+owns (`_fold` matches the claim). A batch that fails on a database or broker error is
+run again with the same claim token (workers.tasks.send_batch): `_claim` then takes its
+own rows back at once, as a takeover (the journal says what it had accepted), instead
+of waiting for the lease.
 
 Per message the cost is a byte join, an optional signature, one SMTP round trip on the
 kept connection and one journal append; the ledger is written once per batch (and at
@@ -30,6 +48,7 @@ the row → the `Change` the ledger gets), `Ledger` (the changes not folded yet)
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -205,13 +224,68 @@ class Ledger:
         return bool(self.sent or self.other)
 
 
-def run_batch(settings: Settings, digest_id: int, lo: int, hi: int) -> BatchResult:
-    batch = Batch(settings, digest_id, lo, hi)
-    if not batch.admit():
-        return batch.result
-    batch.take()
-    batch.send()
-    return batch.finish()
+class ClaimLapsing(Exception):
+    """The heartbeat could not renew the claim for most of the lease: stop sending now,
+    before another worker may take the rows over (raised out of the batch; the task runs
+    it again with the same claim)."""
+
+
+class Heartbeat:
+    """Renews a claim's liveness (claimed_at of its rows still `sending`) every
+    SEND_HEARTBEAT_SECONDS from a daemon thread, whatever the send loop is blocked in.
+
+    Bounded to the batch's id range, so each beat is one primary-key range UPDATE. A
+    failed beat (database down) is logged and tried again at the next; `lapsing` tells
+    the send loop when the last good renewal is older than two thirds of the lease.
+    """
+
+    def __init__(self, settings: Settings, digest_id: int, lo: int, hi: int, claim: Claim):
+        self.lease = settings.send_lease_seconds
+        self.every = min(settings.send_heartbeat_seconds, self.lease / 3)
+        self.where = (
+            _T.c.digest_id == digest_id,
+            _T.c.id >= lo,
+            _T.c.id <= hi,
+            _T.c.claim.in_(claim.marks),
+            _T.c.status == DeliveryStatus.sending,
+        )
+        self.renewed = time.monotonic()  # the claim was made (or taken back) just now
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Heartbeat:
+        self.renewed = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="claim-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.every + 5)
+            self._thread = None
+
+    def beat(self) -> None:
+        started = time.monotonic()
+        with session_scope() as session:
+            session.execute(_T.update().where(*self.where).values(claimed_at=utcnow()))
+        self.renewed = started
+
+    def lapsing(self) -> bool:
+        return time.monotonic() - self.renewed > self.lease * 2 / 3
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.beat()
+            except Exception:  # noqa: BLE001 - the next beat tries again; lapsing() guards
+                log.warning("claim heartbeat failed", exc_info=True)
+
+
+def run_batch(
+    settings: Settings, digest_id: int, lo: int, hi: int, claim: Claim | None = None
+) -> BatchResult:
+    return Batch(settings, digest_id, lo, hi, claim=claim).run()
 
 
 class Batch:
@@ -224,16 +298,36 @@ class Batch:
         lo: int,
         hi: int,
         ctx: WorkerContext | None = None,
+        claim: Claim | None = None,
     ) -> None:
         self.settings = settings
         self.digest_id = digest_id
         self.lo = lo
         self.hi = hi
         self.ctx = ctx or context(settings)
-        self.claim = Claim.new()
+        # A run again of a failed batch passes its claim: its rows are taken back at once.
+        self.resumed = claim is not None
+        self.claim = claim or Claim.new()
         self.result = BatchResult()
         self.rows: list[Row] = []
         self.released = False  # unsent rows were given back because the send paused
+        self.heartbeat: Heartbeat | None = None
+
+    def run(self) -> BatchResult:
+        """admit, take, send (with the claim's heartbeat running), finish."""
+        if not self.admit():
+            return self.result
+        self.take()
+        if self.rows:
+            self.heartbeat = Heartbeat(
+                self.settings, self.digest_id, self.lo, self.hi, self.claim
+            ).start()
+        try:
+            self.send()
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
+        return self.finish()
 
     def admit(self) -> bool:
         """Is there anything to do? A send paused by an outage is probed instead."""
@@ -266,7 +360,9 @@ class Batch:
 
     def take(self) -> None:
         """Claim the range's due rows (and stale ones of a dead worker)."""
-        self.rows = _claim(self.settings, self.digest_id, self.lo, self.hi, self.claim)
+        self.rows = _claim(
+            self.settings, self.digest_id, self.lo, self.hi, self.claim, resumed=self.resumed
+        )
 
     def send(self) -> None:
         if self.rows:
@@ -333,8 +429,30 @@ class _Sender:
             self.ctx.transport, pending, self._envelope, self._may_prime
         )
         last_flush = last_control = time.monotonic()
+        heartbeat = self.batch.heartbeat
+        try:
+            self._loop(pipeline, pending, last_flush, last_control, heartbeat)
+        except BaseException:
+            # A database error or a lapsing claim: nothing primed stays on the kept
+            # connection for the next batch of this thread.
+            try:
+                pipeline.close()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                log.debug("closing the pipeline failed", exc_info=True)
+            raise
+
+    def _loop(
+        self,
+        pipeline: Pipeline[Row],
+        pending: list[Row],
+        last_flush: float,
+        last_control: float,
+        heartbeat: Heartbeat | None,
+    ) -> None:
         for index, row in enumerate(pending):
             now_m = time.monotonic()
+            if heartbeat is not None and heartbeat.lapsing():
+                raise ClaimLapsing(f"claim {self.batch.claim.token} not renewed")
             if now_m - last_control >= CONTROL_SECONDS:
                 last_control = now_m
                 if not self._still_sending(pipeline, pending[index:]):
@@ -446,11 +564,21 @@ class _Sender:
         )
 
 
-def _claim(settings: Settings, digest_id: int, lo: int, hi: int, claim: Claim) -> list[Row]:
+def _claim(
+    settings: Settings, digest_id: int, lo: int, hi: int, claim: Claim, *, resumed: bool = False
+) -> list[Row]:
     now = utcnow()
     stale = now - timedelta(seconds=settings.send_lease_seconds)
     in_range = (_T.c.digest_id == digest_id, _T.c.id >= lo, _T.c.id <= hi)
     with session_scope() as session:
+        if resumed:
+            # Its own rows of the failed run: accepts of it may be journaled only, so they
+            # are handled as a takeover (journal first, attempt not counted again).
+            session.execute(
+                _T.update()
+                .where(*in_range, _T.c.status == DeliveryStatus.sending, _T.c.claim == claim.fresh)
+                .values(claim=claim.taken_over, claimed_at=now)
+            )
         session.execute(
             _T.update()
             .where(*in_range, _T.c.status == DeliveryStatus.sending, _T.c.claimed_at < stale)

@@ -43,7 +43,15 @@ from newsletter.sending import lifecycle
 from newsletter.sending.lifecycle import OPEN, Event, IllegalTransition, PausedBy, rowcount
 
 Range = tuple[int, int]
-__all__ = ["OPEN", "Range", "complete_ledger", "open_ranges", "recover_stalled", "start_send"]
+__all__ = [
+    "OPEN",
+    "Range",
+    "complete_ledger",
+    "open_ranges",
+    "recover_dead_claims",
+    "recover_stalled",
+    "start_send",
+]
 _COLUMNS = ["digest_id", "subscriber_id", "status", "attempts"]
 
 
@@ -226,3 +234,47 @@ def recover_stalled(session: Session, settings: Settings) -> list[tuple[int, lis
                     lifecycle.finish_if_done(session, digest.id)
             found.append((digest.id, ranges))
     return found
+
+
+def recover_dead_claims(session: Session, settings: Settings) -> list[tuple[int, list[Range]]]:
+    """The ranges of rows claimed by a dead batch, whatever the rest of the send does.
+
+    A running batch renews its claim every SEND_HEARTBEAT_SECONDS (batch.Heartbeat), so
+    a row still `sending` whose claimed_at is older than SEND_LEASE_SECONDS belongs to a
+    worker that died (SIGKILL, lost host) or a batch whose task was lost. Today's
+    `recover_stalled` does not see those while other batches of the send make progress;
+    this does, and it is cheap enough to run every SEND_CLAIM_CHECK_SECONDS: only sends
+    that are sending, and in each only its `sending` rows (ix_deliveries_digest_status),
+    at most one batch's worth per worker.
+
+    The ranges cover the dead rows, each at most SEND_BATCH_SIZE ids wide; the
+    batch that runs one takes them over in its claim statement (`claimed_at` still older
+    than the lease), asks the journal what was accepted, and sends the rest: the one
+    owner rule is the claim UPDATE's, not this query's. A check that comes again before
+    those batches ran enqueues the same ranges once more; the later ones claim nothing.
+    """
+    stale = utcnow() - timedelta(seconds=settings.send_lease_seconds)
+    sending = select(Digest.id).where(Digest.status == DigestStatus.sending)
+    dead = session.execute(
+        select(Delivery.digest_id, Delivery.id)
+        .where(
+            Delivery.digest_id.in_(sending.scalar_subquery()),
+            Delivery.status == DeliveryStatus.sending,
+            or_(Delivery.claimed_at.is_(None), Delivery.claimed_at < stale),
+        )
+        .order_by(Delivery.digest_id, Delivery.id)
+        .limit(_DEAD_ROWS_PER_CHECK)
+    ).all()
+    size = settings.send_batch_size
+    found: dict[int, list[Range]] = {}
+    for digest_id, delivery_id in dead:
+        ranges = found.setdefault(digest_id, [])
+        if ranges and delivery_id <= ranges[-1][0] + size - 1:
+            ranges[-1] = (ranges[-1][0], delivery_id)
+        else:
+            ranges.append((delivery_id, delivery_id))
+    return list(found.items())
+
+
+# More than any realistic workers × batch size; the next check takes the rest.
+_DEAD_ROWS_PER_CHECK = 50_000
