@@ -766,15 +766,12 @@ def _record_bounces(session: Session, settings: Settings, bounced: list[Change])
     refusal (our IP or content) keeps the reader and is counted per domain."""
     from newsletter.bounces.handling import record_send_refusal
 
-    emails = dict(
-        session.execute(
-            select(Delivery.id, Subscriber.email)
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.id.in_([c.delivery_id for c in bounced]))
-        )
-        .tuples()
-        .all()
-    )
+    rows = session.execute(
+        select(Delivery.id, Subscriber.email)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_([c.delivery_id for c in bounced]))
+    ).all()
+    emails: dict[int, str] = {delivery_id: email for delivery_id, email in rows}
     for change in bounced:
         email = emails.get(change.delivery_id, "")
         code = change.code or 550
