@@ -42,7 +42,7 @@ from newsletter.config import Settings
 from newsletter.digests import fields
 from newsletter.mail.dkim import DkimKey, relaxed_body_lines, signature_header
 
-# Re-exported: SMTP framing lives in mail/smtp.py; sending/transport.py imports it here.
+# SMTP framing lives in mail/smtp.py; kept importable here for older callers.
 from newsletter.mail.smtp import dot_stuff as dot_stuff
 from newsletter.mail.verp import verp_local_part
 from newsletter.subscriptions.tokens import make_unsubscribe_token

@@ -40,10 +40,10 @@ def _batches(digest_id: int, ranges: list[Range]) -> tuple[Effect, ...]:
 
 
 def pick_digest(
-    session: Session, settings: Settings, list_slug: str, digest_id: int | None
+    session: Session, settings: Settings, mlist: MailingList, digest_id: int | None
 ) -> Digest:
     """The given digest, else the list's newest draft, else a freshly composed one."""
-    mlist = find_list(session, list_slug)
+    list_slug = mlist.slug
     if digest_id is not None:
         found = session.get(Digest, digest_id)
         if found is None or found.list_id != mlist.id:
@@ -88,11 +88,12 @@ def send(
     A list nobody would receive is refused before a digest is picked or composed, so it
     uses no stories up (a send to no one would count as sent and consume them).
     """
-    if not has_readers(session, find_list(session, list_slug).id):
+    mlist = find_list(session, list_slug)
+    if not has_readers(session, mlist.id):
         raise Conflict(
             "list", f"{list_slug}: no confirmed subscribers to send to; nothing was sent"
         )
-    digest = pick_digest(session, settings, list_slug, digest_id)
+    digest = pick_digest(session, settings, mlist, digest_id)
     ranges = start_send(session, settings, digest)
     return Done(control.send_status(session, digest), _batches(digest.id, ranges))
 
@@ -102,9 +103,8 @@ def test_send(
 ) -> Done[dict[str, Any]]:
     """The digest once to one address, outside the ledger, exactly as a reader gets it."""
     email = normalise_email(to)
-    digest = pick_digest(session, settings, list_slug, digest_id)
-    mlist = session.get(MailingList, digest.list_id)
-    assert mlist is not None
+    mlist = find_list(session, list_slug)
+    digest = pick_digest(session, settings, mlist, digest_id)
     raw, envelope_sender = test_message(settings, mlist, digest, email)
     transport = SmtpTransport(settings.smtp)
     try:

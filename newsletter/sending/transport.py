@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
-from newsletter.mail.fastpath import dot_stuff
-from newsletter.mail.smtp import SmtpTransport
+from newsletter.mail.smtp import SmtpTransport, dot_stuff
 
 
 class SmtpUnavailable(Exception):
