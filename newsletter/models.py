@@ -172,6 +172,10 @@ class Digest(Base):
     html: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
     story_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # Sends cancelled part-way since the last whole one, oldest first: their stories are
+    # in this digest for the readers they did not reach (digests/carry.py), as
+    # [{"digest": id, "story_ids": [...]}]. Empty for nearly every digest.
+    carry: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, server_default="[]")
     period_key: Mapped[str | None] = mapped_column(String(64))
     pause_reason: Mapped[str | None] = mapped_column(Text)
     # Who paused a send (operator, outage, bounce_rate) and when its batches last
@@ -186,6 +190,23 @@ class Digest(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     mailing_list: Mapped[MailingList] = relationship()
+
+
+class DigestVariant(Base):
+    """The digest without the stories a reader already has (digests/carry.py): variant
+    n leaves out the stories of the n oldest sends in Digest.carry. Variant 0, the whole
+    digest, is the Digest row itself."""
+
+    __tablename__ = "digest_variants"
+
+    digest_id: Mapped[int] = mapped_column(
+        ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    html: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    story_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
 
 
 class Delivery(Base):
@@ -214,6 +235,8 @@ class Delivery(Base):
     # A batch claims its rows (status sending) with a token; an old claim is a dead worker's.
     claim: Mapped[str | None] = mapped_column(String(40))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Which DigestVariant this reader gets (0: the whole digest), fixed with the ledger.
+    variant: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class BounceEvent(Base):

@@ -17,11 +17,19 @@ def digest_record(digest: Digest, base_url: str) -> dict[str, Any]:
         "status": digest.status,
         "subject": digest.subject,
         "story_ids": list(digest.story_ids or []),
+        # Stories of sends cancelled part-way, for the readers those did not reach.
+        "carried": list(digest.carry or []),
         "html_bytes": len(digest.html.encode()),
         "text_bytes": len(digest.text.encode()),
         "created_at": digest.created_at.isoformat(),
         "view_url": f"{base_url}/archive/{digest.id}",
     }
+
+
+def whole_story_ids(digest: Digest) -> list[int]:
+    """Its new stories, then those it carries, newest send first."""
+    carried = [i for link in reversed(digest.carry or []) for i in link["story_ids"]]
+    return [*(digest.story_ids or []), *carried]
 
 
 def _archived():  # type: ignore[no-untyped-def]
@@ -51,7 +59,7 @@ def archived_digest(session: Session, digest_id: int) -> tuple[Digest, list[Stor
     if digest is None:
         return None
     _ = digest.mailing_list
-    ids = list(digest.story_ids or [])
+    ids = whole_story_ids(digest)
     found = (
         {s.id: s for s in session.scalars(select(Story).where(Story.id.in_(ids)))} if ids else {}
     )

@@ -1,9 +1,11 @@
 """Composing a digest: choose a list's new stories, render once, store the draft.
 
 "Since its previous digest" means: stories of the list (or of no list, meant for all)
-published after the cut-off of the newest digest that went beyond a draft (anything
-but draft or cancelled), and not already in it. A digest's cut-off is its created_at,
-the moment it was composed, so drafts and previews never use stories up.
+published after the cut-off of the newest digest that used its stories up (anything
+but a draft or a send cancelled before it reached anyone), and not already in it. A
+digest's cut-off is its created_at, the moment it was composed, so drafts and previews
+never use stories up. The stories of sends cancelled part-way come too, for the readers
+those sends did not reach (digests/carry.py).
 """
 
 from __future__ import annotations
@@ -14,21 +16,18 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.digests import carry
 from newsletter.digests.render import Composition, render_digest
-from newsletter.models import Digest, DigestStatus, MailingList, Story, utcnow
+from newsletter.models import Digest, DigestStatus, DigestVariant, MailingList, Story, utcnow
 
 MAX_SELECTED = 500
-
-
-# Digests that count as sent: they used up their stories. Drafts and cancelled do not.
-NOT_CONSUMING = (DigestStatus.draft, DigestStatus.cancelled)
 
 
 def previous_digest(session: Session, mailing_list: MailingList) -> Digest | None:
     """The newest digest of the list that consumed its stories."""
     return session.scalar(
         select(Digest)
-        .where(Digest.list_id == mailing_list.id, Digest.status.not_in(NOT_CONSUMING))
+        .where(Digest.list_id == mailing_list.id, carry.consuming())
         .order_by(Digest.created_at.desc(), Digest.id.desc())
         .limit(1)
     )
@@ -59,7 +58,8 @@ def compose_digest(
     now: datetime | None = None,
     period_key: str | None = None,
 ) -> Digest | None:
-    """A new draft Digest of the list's stories since its previous digest, or None if none.
+    """A new draft Digest of the list's stories since its previous digest, and of those
+    a send cancelled part-way owes some readers, or None if there are none.
 
     With a period_key that the list already has a digest for, that digest is returned
     as it is (whatever its status), so a scheduler that runs twice composes once.
@@ -73,7 +73,10 @@ def compose_digest(
         if existing is not None:
             return existing
     stories = select_stories(session, mailing_list, now)
-    if not stories:
+    links = carry.chain(session, mailing_list)
+    owed = carry.owed_stories(session, links)
+    whole = carry.newest_first([*stories, *(s for some in owed for s in some)])
+    if not whole:
         return None
     digest = Digest(
         list_id=mailing_list.id,
@@ -82,14 +85,29 @@ def compose_digest(
         period_key=period_key,
         created_at=now,  # the cut-off: stories published up to now are in
         story_ids=[],
+        carry=[link.record() for link in links],
     )
     session.add(digest)
     session.flush()
-    composed = render_digest(settings, mailing_list, stories, now=now, digest_id=digest.id)
+    composed = render_digest(settings, mailing_list, whole, now=now, digest_id=digest.id)
     digest.subject = composed.subject
     digest.html = composed.html
     digest.text = composed.text
-    digest.story_ids = composed.story_ids
+    digest.story_ids = [s.id for s in stories]  # the new ones; carried ones are in carry
+    variants = carry.render_variants(
+        settings, mailing_list, stories, owed, now=now, digest_id=digest.id
+    )
+    for number, variant in variants.items():
+        session.add(
+            DigestVariant(
+                digest_id=digest.id,
+                number=number,
+                subject=variant.subject,
+                html=variant.html,
+                text=variant.text,
+                story_ids=variant.story_ids,
+            )
+        )
     session.flush()
     return digest
 
@@ -97,7 +115,10 @@ def compose_digest(
 def preview_digest(
     session: Session, settings: Settings, mailing_list: MailingList, *, now: datetime | None = None
 ) -> Composition | None:
-    """What the next digest would be, rendered but not stored: uses no stories up."""
+    """What the next digest would be, rendered but not stored: uses no stories up. It is
+    the whole digest, as a reader not reached by a cancelled send would get it."""
     now = now or utcnow()
     stories = select_stories(session, mailing_list, now)
-    return render_digest(settings, mailing_list, stories, now=now) if stories else None
+    owed = carry.owed_stories(session, carry.chain(session, mailing_list))
+    whole = carry.newest_first([*stories, *(s for some in owed for s in some)])
+    return render_digest(settings, mailing_list, whole, now=now) if whole else None

@@ -67,6 +67,7 @@ from newsletter.models import (
     DeliveryStatus,
     Digest,
     DigestStatus,
+    DigestVariant,
     MailingList,
     Subscriber,
     SubscriberStatus,
@@ -148,6 +149,7 @@ class Row:
     name: str
     subscription_id: int | None
     eligible: bool  # still an active, confirmed subscriber
+    variant: int = 0  # the DigestVariant this reader gets (digests/carry.py)
 
     @property
     def counted(self) -> int:
@@ -420,6 +422,11 @@ class _Sender:
         self.ctx = batch.ctx
         self.result = batch.result
         self.template = _template(batch.ctx, batch.settings, batch.digest_id)
+        # Readers a send cancelled part-way reached get the digest without its stories.
+        self.variants = {
+            n: _template(batch.ctx, batch.settings, batch.digest_id, n)
+            for n in {r.variant for r in batch.rows if r.variant}
+        }
         self.journal = batch.ctx.journal(batch.digest_id)
         self.ledger = Ledger()
 
@@ -483,9 +490,12 @@ class _Sender:
                 pending.append(row)
         return pending
 
+    def _template_of(self, row: Row) -> DigestTemplate:
+        return self.variants[row.variant] if row.variant else self.template
+
     def _envelope(self, row: Row) -> Envelope:
         assert row.email is not None
-        return Envelope(self.template.envelope_sender(row.id), row.email)
+        return Envelope(self._template_of(row).envelope_sender(row.id), row.email)
 
     def _may_prime(self, row: Row) -> bool:
         """Not for a backed-off domain: its server must not even be asked RCPT TO."""
@@ -505,7 +515,7 @@ class _Sender:
         self.ctx.limiter.acquire()
         self.ctx.domains.acquire(domain)
         recipient = Recipient(row.id, row.email, row.name, row.subscription_id)
-        attempt = pipeline.send(index, self.template.render_wire(recipient))
+        attempt = pipeline.send(index, self._template_of(row).render_wire(recipient))
         if attempt.status == "sent":
             self.ctx.domains.success(domain)
             self._accepted(row.id)
@@ -613,6 +623,7 @@ def _claim(
                 Subscriber.status,
                 Subscription.id,
                 Subscription.status,
+                Delivery.variant,
             )
             .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .outerjoin(
@@ -634,30 +645,38 @@ def _claim(
                 eligible=r[3] is not None
                 and r[5] == SubscriberStatus.active
                 and r[7] == SubscriptionStatus.confirmed,
+                variant=r[8],
             )
             for r in session.execute(query)
         ]
 
 
-def _template(ctx: WorkerContext, settings: Settings, digest_id: int) -> DigestTemplate:
-    found = ctx.templates.get(digest_id)
+def _template(
+    ctx: WorkerContext, settings: Settings, digest_id: int, variant: int = 0
+) -> DigestTemplate:
+    found = ctx.templates.get((digest_id, variant))
     if found is None:
         with session_scope() as session:
             digest = session.get(Digest, digest_id)
             assert digest is not None
             mlist = session.get(MailingList, digest.list_id)
             assert mlist is not None
+            content: Digest | DigestVariant | None = digest
+            if variant:
+                content = session.get(DigestVariant, (digest_id, variant))
+            if content is None:
+                raise LookupError(f"digest {digest_id} has no variant {variant}")
             found = DigestTemplate(
                 settings=settings,
                 digest_id=digest_id,
                 list_slug=mlist.slug,
                 list_name=mlist.name,
-                subject=digest.subject,
-                text=digest.text,
-                html=digest.html,
+                subject=content.subject,
+                text=content.text,
+                html=content.html,
                 dkim_keys=ctx.keys,
             )
-        ctx.remember(found)
+        ctx.remember(found, variant)
     return found
 
 

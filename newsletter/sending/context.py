@@ -35,7 +35,8 @@ class WorkerContext:
                 settings.redis_url, socket_timeout=10, socket_connect_timeout=5
             )
         self.keys: list[DkimKey] = keys_from_settings(settings)
-        self.templates: OrderedDict[int, DigestTemplate] = OrderedDict()
+        # By (digest, variant): a digest carrying a cancelled send's stories has a few.
+        self.templates: OrderedDict[tuple[int, int], DigestTemplate] = OrderedDict()
         self.limiter = RateLimiter(settings.send_rate, self.redis)
         self.domains = DomainThrottle(
             settings.send_domain_backoff_seconds, settings.send_domain_rate, self.redis
@@ -54,9 +55,9 @@ class WorkerContext:
             self._journals[digest_id] = found
         return found
 
-    def remember(self, template: DigestTemplate) -> None:
-        self.templates[template.digest_id] = template
-        while len(self.templates) > 2:  # a 40 KB digest each; two sends may overlap
+    def remember(self, template: DigestTemplate, variant: int = 0) -> None:
+        self.templates[(template.digest_id, variant)] = template
+        while len(self.templates) > 4:  # a 40 KB digest each; two sends may overlap
             self.templates.popitem(last=False)
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.digests import carry
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -52,19 +53,25 @@ __all__ = [
     "recover_stalled",
     "start_send",
 ]
-_COLUMNS = ["digest_id", "subscriber_id", "status", "attempts"]
+_COLUMNS = ["digest_id", "subscriber_id", "status", "attempts", "variant"]
 
 
-def _recipients(digest_id: int, list_id: int) -> Select[int, int, str, int]:
+def _recipients(
+    session: Session, digest_id: int, list_id: int, links: list[carry.Link]
+) -> Select[int, int, str, int, int]:
     """Who gets a digest: a confirmed subscription and an active address (bounced,
-    complained and suppressed people are never selected). One query for both steps, so
-    the two can never disagree about who is on the list."""
-    return (
+    complained and suppressed people are never selected), each with the variant that
+    leaves out what a send cancelled part-way gave them already (digests/carry.py);
+    someone whose variant has no story left is not selected. One query for both steps,
+    so the two can never disagree about who is on the list."""
+    variant = carry.variant_of_reader(links, Subscription.subscriber_id)
+    query = (
         select(
             literal(digest_id),
             Subscription.subscriber_id,
             literal(DeliveryStatus.queued.value),
             literal(0),
+            variant,
         )
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
         .where(
@@ -74,6 +81,11 @@ def _recipients(digest_id: int, list_id: int) -> Select[int, int, str, int]:
         )
         .order_by(Subscription.subscriber_id)
     )
+    if links:
+        numbers = carry.variant_numbers(session, digest_id)
+        if len(numbers) <= len(links):
+            query = query.where(variant.in_(sorted(numbers)))
+    return query
 
 
 def start_send(session: Session, settings: Settings, digest: Digest) -> list[Range]:
@@ -85,7 +97,7 @@ def start_send(session: Session, settings: Settings, digest: Digest) -> list[Ran
     if not lifecycle.allows(digest.status, Event.start):
         raise _not_a_draft(digest)
     chunk = settings.send_first_chunk
-    recipients = _recipients(digest.id, digest.list_id)
+    recipients = _recipients(session, digest.id, digest.list_id, carry.links_of(digest))
     session.execute(insert(Delivery).from_select(_COLUMNS, recipients.limit(chunk)))
     # Is anyone left? One indexed probe past the last one written (the driver's rowcount
     # for INSERT … SELECT is not reliable: -1 on psycopg here).
@@ -125,7 +137,9 @@ def complete_ledger(session: Session, settings: Settings, digest_id: int) -> lis
     pause, and resume enqueues them.
     """
     found = session.execute(
-        select(Digest.list_id, Digest.status, Digest.ledger_complete).where(Digest.id == digest_id)
+        select(Digest.list_id, Digest.status, Digest.ledger_complete, Digest.carry).where(
+            Digest.id == digest_id
+        )
     ).first()
     live = (DigestStatus.sending, DigestStatus.paused)
     if found is None or found.ledger_complete or found.status not in live:
@@ -135,7 +149,10 @@ def complete_ledger(session: Session, settings: Settings, digest_id: int) -> lis
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
         upsert(Delivery)
-        .from_select(_COLUMNS, _recipients(digest_id, found.list_id))
+        .from_select(
+            _COLUMNS,
+            _recipients(session, digest_id, found.list_id, carry.links_from(found.carry)),
+        )
         .on_conflict_do_nothing(index_elements=["digest_id", "subscriber_id"])
     )
     claimed = session.execute(
@@ -180,7 +197,9 @@ def open_ranges(
         start += size
 
 
-def recover_stalled(session: Session, settings: Settings) -> list[tuple[int, list[Range]]]:
+def recover_stalled(
+    session: Session, settings: Settings, *, stall_seconds: float | None = None
+) -> list[tuple[int, list[Range]]]:
     """Sends whose batches stopped reporting (a dead worker, a lost broker message).
 
     A send is stalled when it is sending, or paused by an SMTP outage, and no batch
@@ -194,10 +213,11 @@ def recover_stalled(session: Session, settings: Settings) -> list[tuple[int, lis
     ledger left incomplete (the process that started the send died before queuing it, or
     its task was lost).
     progress_at is touched so that the next tick does not recover the same send again at
-    once.
+    once. `stall_seconds` 0 recovers every send now: the broker lost what was queued.
     """
     now = utcnow()
-    stale = now - timedelta(seconds=settings.send_stall_seconds)
+    stall = settings.send_stall_seconds if stall_seconds is None else stall_seconds
+    stale = now - timedelta(seconds=stall)
     digests = session.scalars(
         select(Digest).where(
             or_(

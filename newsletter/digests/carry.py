@@ -1,0 +1,160 @@
+"""A send cancelled part-way: the readers it reached keep its stories, the others get
+them in the next digest, and nobody gets a story twice.
+
+A cancelled send that reached nobody gives its stories back whole: the next digest
+selects them as new (compose.select_stories ignores it). One that reached some readers
+used its stories up: the next digest carries them (Digest.carry) to the readers it did
+not reach. Cancelled sends in a row since the last send that was not cancelled form a
+chain C1..Ck, oldest first. Each C_j's mail to a reader held what that reader had
+missed of C1..C_(j-1), so a reader whose newest delivery in the chain was C_m has the
+stories of C1..C_m, and gets variant m of the next digest: the digest without them.
+Variant 0 (the whole digest, for readers the chain never reached) is the Digest row;
+variants 1..k are DigestVariant rows, and a variant left with no story has no row: its
+readers are not in the ledger (sending/job.py), as they have everything already.
+
+"Reached" is a delivery that is `sent` or still `sending` (in flight when the send was
+cancelled or its worker died, so perhaps accepted): a reader may get a story late,
+never twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, exists, literal, select
+from sqlalchemy.orm import Session
+
+from newsletter.config import Settings
+from newsletter.digests.render import Composition, render_digest
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    DigestStatus,
+    DigestVariant,
+    MailingList,
+    Story,
+)
+
+REACHED = (DeliveryStatus.sent, DeliveryStatus.sending)
+_CHAIN_LOOKBACK = 100  # digests looked at, newest first, for the chain
+
+
+@dataclass(frozen=True)
+class Link:
+    """One cancelled send of the chain and the stories it used up."""
+
+    digest_id: int
+    story_ids: list[int]
+
+    def record(self) -> dict[str, Any]:
+        return {"digest": self.digest_id, "story_ids": self.story_ids}
+
+
+def reached_anyone(digest_id: Any) -> ColumnElement[bool]:
+    """Did the send reach at least one reader? (`digest_id` may be a column.)"""
+    return exists().where(Delivery.digest_id == digest_id, Delivery.status.in_(REACHED))
+
+
+def consuming() -> ColumnElement[bool]:
+    """Digests that used their stories up: all but drafts and sends cancelled before
+    they reached anyone."""
+    return and_(
+        Digest.status != DigestStatus.draft,
+        (Digest.status != DigestStatus.cancelled) | reached_anyone(Digest.id),
+    )
+
+
+def chain(session: Session, mailing_list: MailingList) -> list[Link]:
+    """The sends cancelled part-way since the list's last send that was not cancelled,
+    oldest first, each with the stories it used up (its own new ones).
+
+    Exact when each link was composed after the one before it was cancelled (the usual
+    order). A draft composed while the send before it was still running, then sent and
+    cancelled part-way too, did not carry that send's stories: its readers get them
+    late or not at all, never twice."""
+    rows = session.execute(
+        select(Digest.id, Digest.status, Digest.story_ids)
+        .where(Digest.list_id == mailing_list.id, Digest.status != DigestStatus.draft)
+        .order_by(Digest.created_at.desc(), Digest.id.desc())
+        .limit(_CHAIN_LOOKBACK)
+    ).all()
+    links: list[Link] = []
+    for digest_id, status, story_ids in rows:
+        if status != DigestStatus.cancelled:
+            break
+        # One that reached nobody is skipped: its own stories are new again, and what it
+        # carried is still owed by the links before it.
+        if session.scalar(select(reached_anyone(digest_id))):
+            links.append(Link(digest_id, list(story_ids or [])))
+    links.reverse()
+    return links
+
+
+def links_of(digest: Digest) -> list[Link]:
+    return links_from(digest.carry)
+
+
+def links_from(records: Sequence[dict[str, Any]] | None) -> list[Link]:
+    return [Link(int(r["digest"]), [int(i) for i in r["story_ids"]]) for r in records or []]
+
+
+def variant_of_reader(links: Sequence[Link], subscriber_id: Any) -> ColumnElement[int]:
+    """The variant a reader gets: m for the newest link that reached them, else 0."""
+    if not links:
+        return literal(0)
+    whens = [
+        (
+            exists().where(
+                Delivery.digest_id == link.digest_id,
+                Delivery.subscriber_id == subscriber_id,
+                Delivery.status.in_(REACHED),
+            ),
+            literal(number),
+        )
+        for number, link in reversed(list(enumerate(links, start=1)))
+    ]
+    return case(*whens, else_=literal(0))
+
+
+def variant_numbers(session: Session, digest_id: int) -> set[int]:
+    """The variants a digest has: 0 and those of its DigestVariant rows."""
+    found = session.scalars(
+        select(DigestVariant.number).where(DigestVariant.digest_id == digest_id)
+    )
+    return {0, *found}
+
+
+def owed_stories(session: Session, links: Sequence[Link]) -> list[list[Story]]:
+    """Each link's stories that still exist (a deleted story is owed to no one)."""
+    wanted = {i for link in links for i in link.story_ids}
+    found = {s.id: s for s in session.scalars(select(Story).where(Story.id.in_(wanted)))}
+    return [[found[i] for i in link.story_ids if i in found] for link in links]
+
+
+def newest_first(stories: Sequence[Story]) -> list[Story]:
+    return sorted(stories, key=lambda s: (s.published_at, s.id), reverse=True)
+
+
+def render_variants(
+    settings: Settings,
+    mailing_list: MailingList,
+    new: Sequence[Story],
+    owed: Sequence[Sequence[Story]],
+    *,
+    now: datetime,
+    digest_id: int,
+) -> dict[int, Composition]:
+    """Variants 1..k: the new stories and those of the links after the m-th (none when
+    that leaves nothing)."""
+    variants: dict[int, Composition] = {}
+    for number in range(1, len(owed) + 1):
+        stories = newest_first([*new, *(s for later in owed[number:] for s in later)])
+        if stories:
+            variants[number] = render_digest(
+                settings, mailing_list, stories, now=now, digest_id=digest_id
+            )
+    return variants
