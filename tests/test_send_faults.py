@@ -258,3 +258,52 @@ def test_a_send_resumes_within_30s_of_the_databases_return(
     finally:
         app.stop()
         server.stop()
+
+
+def test_a_send_resumes_within_30s_of_the_brokers_return(
+    postgres_db: str, own_redis: RedisServer, data_dir: Path, tmp_path: Path
+) -> None:
+    """Redis, the broker, is down for 10 s mid-send and comes back empty (no persistence,
+    as production may run it): the batches queued in it are gone with it."""
+    emails = [f"broker{i}@example.org" for i in range(60)]
+    digest_id = populate(emails)
+    server = SmtpServer().start()
+    env = _env(data_dir, server.url, postgres_db, own_redis.url)
+    env |= {
+        # Three batches of 20 at 5 messages a second: twelve seconds of sending.
+        "NEWSLETTER_SEND_BATCH_SIZE": "20",
+        "NEWSLETTER_SEND_RATE": "5",
+    }
+    app = AppProcesses(env, tmp_path)
+    try:
+        app.start_worker("--pool", "solo")
+        app.wait_ready("worker")
+        app._spawn("beat", "--loglevel", "INFO", name="beat")
+        app.run("digest", "send", "--list", "news")
+        server.wait_for(lambda m: len(m) >= 10)
+        own_redis.stop()
+        down = len(server.messages)
+        time.sleep(10)  # the outage itself, the test's subject
+        own_redis.start()
+        back = time.monotonic()
+        wait_until(
+            lambda: _served(server, emails),
+            LIMIT + 60,
+            "every reader to be served",
+            interval=0.1,
+            details=lambda: app.log("worker") + app.log("beat"),
+        )
+        took = time.monotonic() - back
+        print(
+            f"\n[faults] Redis broker down 10s and back empty ({down} sent before): every"
+            f" reader served {took:.1f}s after its return"
+        )
+        assert took <= LIMIT, f"served {took:.1f}s after the broker's return"
+        st = wait_status(app, digest_id, timeout=60)
+        assert (st["sent"], st["queued"], st["failed"]) == (60, 0, 0), st
+        counts = _counts(server)
+        assert sorted(counts) == sorted(emails), "a recipient was lost"
+        assert sum(counts.values()) - len(emails) <= 1, counts.most_common(3)
+    finally:
+        app.stop()
+        server.stop()

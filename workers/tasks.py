@@ -171,9 +171,13 @@ def send_tick() -> int:
 def recover_claims() -> int:
     """Beat, every SEND_CLAIM_CHECK_SECONDS: rows of a dead batch (its claim's heartbeat
     stopped for SEND_LEASE_SECONDS) go to a live worker, however the rest of the send
-    progresses (job.recover_dead_claims)."""
+    progresses (job.recover_dead_claims); and if the broker lost its queue, every send's
+    open batches are queued again at once."""
     from newsletter.sending.job import recover_dead_claims
 
+    if broker_forgot():
+        log.warning("the broker lost its queued tasks (restarted empty): recovering sends")
+        recover_sends(now=True)
     with session_scope() as session:
         found = recover_dead_claims(session, get_settings())
     for digest_id, ranges in found:
@@ -183,11 +187,36 @@ def recover_claims() -> int:
     return sum(len(r) for _, r in found)
 
 
-def recover_sends() -> None:
+BROKER_MARK = "newsletter:broker-mark"
+
+
+def broker_forgot() -> bool:
+    """Did the broker lose what was queued in it since the last check?
+
+    A Redis broker restarted without persistence (as it is often run) or flushed comes
+    back empty: the batches queued in it are gone, and without this the sends would wait
+    for the stall check (SEND_STALL_SECONDS). A key set here is the witness: absent
+    means forgotten (SET NX answers whether it had to set it). The first check after a
+    first start also says so; that recovery costs a few empty tasks. Other brokers keep
+    their queues across a restart (durable queues, files): never.
+    """
+    url = get_settings().redis_url
+    if url is None:
+        return False
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return bool(client.set(BROKER_MARK, "1", nx=True))
+    finally:
+        client.close()
+
+
+def recover_sends(*, now: bool = False) -> None:
     from newsletter.sending.job import recover_stalled
 
     with session_scope() as session:
-        found = recover_stalled(session, get_settings())
+        found = recover_stalled(session, get_settings(), stall_seconds=0 if now else None)
     for digest_id, ranges in found:
         log.warning("send %s stalled; enqueueing %d batches again", digest_id, len(ranges))
         enqueue_ranges(digest_id, ranges)
