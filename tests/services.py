@@ -403,15 +403,19 @@ class AppProcesses:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "newsletter", *args],
             env=self.env,
             cwd=self.workdir,
             capture_output=True,
             text=True,
-            check=check,
             timeout=120,
         )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"newsletter {' '.join(args)} exited {done.returncode}:\n{done.stderr}{done.stdout}"
+            )
+        return done
 
     def _spawn(self, *args: str, name: str) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives with the process

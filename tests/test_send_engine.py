@@ -143,14 +143,17 @@ def test_outage_pauses_with_the_reason_and_resumes_when_smtp_answers(
         server.stop()
 
 
+READERS_STEERED = 100
+
+
 def test_pause_resume_and_cancel_from_the_cli(
     sqlite_db: str, data_dir: Path, tmp_path: Path
 ) -> None:
-    emails = [f"p{i}@example.org" for i in range(40)]
+    emails = [f"p{i}@example.org" for i in range(READERS_STEERED)]
     digest_id = populate(emails)
     server = SmtpServer().start()
     env = send_env(data_dir, server.url, sqlite_db, None)
-    env["NEWSLETTER_SEND_RATE"] = "10"  # slow enough to steer
+    env["NEWSLETTER_SEND_RATE"] = "10"  # slow enough to steer: ten seconds of sending
     app = AppProcesses(env, tmp_path)
     try:
         app.start_worker("--concurrency", "1")
@@ -166,7 +169,8 @@ def test_pause_resume_and_cancel_from_the_cli(
 
         def folded() -> dict | None:  # the running batch noticed the cancel and folded
             st = status(app, digest_id)
-            return st if st["sent"] + st["failed"] == 40 and st["queued"] == 0 else None
+            done = st["sent"] + st["failed"] == READERS_STEERED and st["queued"] == 0
+            return st if done else None
 
         st = wait_until(
             folded,
