@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     ses_confirm_subscriptions: bool = False
     mailgun_signing_key: str | None = Field(None, repr=False)
     sendgrid_public_key: str | None = None  # base64 DER (ECDSA P-256) from SendGrid
+    # Rich digests (newsletter/media/, newsletter/preflight/, newsletter/sources/).
+    dns_server: str | None = None  # host[:port] preflight asks instead of the system's
+    media_dir: Path | None = None  # processed images; default <data dir>/media
+    media_url: str | None = None  # their public base URL; default BASE_URL + /media/
+    media_s3_url: str | None = Field(None, repr=False)  # s3://key:secret@host/bucket
+    feed_poll_minutes: float = Field(15.0, gt=0)  # beat polls registered feeds this often
 
     @field_validator("smtp_url")
     @classmethod
@@ -231,6 +237,14 @@ class Settings(BaseSettings):
     @property
     def broker(self) -> str:
         return self.broker_url or "filesystem://"
+
+    @property
+    def media_folder(self) -> Path:
+        return (self.media_dir or self.data_dir / "media").resolve()
+
+    @property
+    def media_base_url(self) -> str:
+        return (self.media_url or f"{self.base_url.rstrip('/')}/media").rstrip("/") + "/"
 
     @property
     def broker_folder(self) -> Path:

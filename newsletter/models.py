@@ -88,6 +88,9 @@ class MailingList(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     schedule: Mapped[str | None] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # The list's own digest templates (subject.txt, body.txt, body.html extending the
+    # built-in ones block by block); None: the built-in ones.
+    template_dir: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -151,12 +154,57 @@ class Story(Base):
     title: Mapped[str] = mapped_column(String(500))
     lede: Mapped[str] = mapped_column(Text, default="")
     body: Mapped[str] = mapped_column(Text, default="")  # paragraphs separated by blank lines
+    # The body as a sanitised HTML subset (stories/rich.py), lede included; "" for a
+    # story stored before bodies were rich, shown from `body` instead.
+    body_html: Mapped[str] = mapped_column(Text, default="", server_default="")
     url: Mapped[str | None] = mapped_column(String(2000))
     author: Mapped[str | None] = mapped_column(String(200))
-    image: Mapped[str | None] = mapped_column(String(2000))
+    image: Mapped[str | None] = mapped_column(String(2000))  # the lead image's source URL
+    image_alt: Mapped[str | None] = mapped_column(String(500))
+    image_credit: Mapped[str | None] = mapped_column(String(300))
+    # The lead image fetched, checked and resized for e-mail (newsletter/media/).
+    image_media_id: Mapped[int | None] = mapped_column(
+        ForeignKey("media.id", ondelete="SET NULL")
+    )
+    section: Mapped[str | None] = mapped_column(String(100))
+    # The editor's order: stories added together keep the order given, the first leads.
+    position: Mapped[int | None] = mapped_column(BigInteger, index=True)
     guid: Mapped[str | None] = mapped_column(String(2000), unique=True)
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Media(Base):
+    """An image fetched once from its source, checked and resized for e-mail: files
+    <key>.<ext> (the 1x width) and <key>@2x.<ext> in the media store."""
+
+    __tablename__ = "media"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the URL
+    source_url: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(50))
+    width: Mapped[int] = mapped_column(Integer)  # of the 1x file, as the <img> says
+    height: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FeedSource(Base):
+    """A feed registered for a list, polled by beat with conditional GET."""
+
+    __tablename__ = "feed_sources"
+    __table_args__ = (UniqueConstraint("list_id", "url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2000))
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -169,15 +169,16 @@ def test_cancelled_digest_gives_its_stories_back(daily: str) -> None:
     assert again is not None and again.story_ids == first.story_ids
 
 
-def test_stories_are_newest_first_and_future_ones_wait(daily: str) -> None:
-    add(draft("Older", published=NOW - timedelta(hours=5)))
-    add(draft("Newer", published=NOW - timedelta(hours=1)))
+def test_stories_keep_the_editors_order_and_future_ones_wait(daily: str) -> None:
+    """The order given is the digest's order (the first leads), whatever the dates."""
+    add(draft("Lead, written first", published=NOW - timedelta(hours=5)))
+    add(draft("Second, newer", published=NOW - timedelta(hours=1)))
     add(draft("Embargoed", published=NOW + timedelta(hours=3)))
     digest = compose()
     assert digest is not None
-    assert digest.subject == "The Daily Brief: Newer and 1 more"
+    assert digest.subject == "The Daily Brief: Lead, written first and 1 more"
     text = digest.text
-    assert text.index("1. Newer") < text.index("2. Older")
+    assert text.index("1. Lead, written first") < text.index("2. Second, newer")
     assert "Embargoed" not in text
 
 

@@ -135,8 +135,10 @@ def owed_stories(session: Session, links: Sequence[Link]) -> list[list[Story]]:
     return [[found[i] for i in link.story_ids if i in found] for link in links]
 
 
-def newest_first(stories: Sequence[Story]) -> list[Story]:
-    return sorted(stories, key=lambda s: (s.published_at, s.id), reverse=True)
+def with_owed(new: Sequence[Story], owed: Sequence[Sequence[Story]]) -> list[Story]:
+    """The digest's order: its new stories in the editor's order, then the carried
+    ones, those of the newest cancelled send first, each in its own digest's order."""
+    return [*new, *(s for some in reversed(owed) for s in some)]
 
 
 def render_variants(
@@ -152,7 +154,7 @@ def render_variants(
     that leaves nothing)."""
     variants: dict[int, Composition] = {}
     for number in range(1, len(owed) + 1):
-        stories = newest_first([*new, *(s for later in owed[number:] for s in later)])
+        stories = with_owed(new, owed[number:])
         if stories:
             variants[number] = render_digest(
                 settings, mailing_list, stories, now=now, digest_id=digest_id

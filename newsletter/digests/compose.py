@@ -36,7 +36,7 @@ def previous_digest(session: Session, mailing_list: MailingList) -> Digest | Non
 def select_stories(
     session: Session, mailing_list: MailingList, now: datetime, limit: int = MAX_SELECTED
 ) -> list[Story]:
-    """New stories for the list, newest first, at most `limit`."""
+    """New stories for the list in the editor's order, at most `limit`."""
     query = select(Story).where(
         or_(Story.list_id == mailing_list.id, Story.list_id.is_(None)),
         Story.published_at <= now,
@@ -46,7 +46,11 @@ def select_stories(
         query = query.where(Story.published_at > previous.created_at)
         if previous.story_ids:
             query = query.where(Story.id.not_in(previous.story_ids))
-    query = query.order_by(Story.published_at.desc(), Story.id.desc()).limit(limit)
+    # The editor's order (stories added together keep the order given; the first
+    # leads), then stories stored before there was an order, newest first.
+    query = query.order_by(
+        Story.position.asc().nulls_last(), Story.published_at.desc(), Story.id.desc()
+    ).limit(limit)
     return list(session.scalars(query))
 
 
@@ -75,7 +79,7 @@ def compose_digest(
     stories = select_stories(session, mailing_list, now)
     links = carry.chain(session, mailing_list)
     owed = carry.owed_stories(session, links)
-    whole = carry.newest_first([*stories, *(s for some in owed for s in some)])
+    whole = carry.with_owed(stories, owed)
     if not whole:
         return None
     digest = Digest(
@@ -120,5 +124,5 @@ def preview_digest(
     now = now or utcnow()
     stories = select_stories(session, mailing_list, now)
     owed = carry.owed_stories(session, carry.chain(session, mailing_list))
-    whole = carry.newest_first([*stories, *(s for some in owed for s in some)])
+    whole = carry.with_owed(stories, owed)
     return render_digest(settings, mailing_list, whole, now=now) if whole else None

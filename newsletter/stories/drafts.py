@@ -45,6 +45,10 @@ class StoryDraft:
     image: str | None = None
     guid: str | None = None
     published_at: datetime | None = None
+    body_html: str = ""  # sanitised HTML subset of the whole body, lede included (rich.py)
+    image_alt: str | None = None
+    image_credit: str | None = None
+    section: str | None = None
 
     def identity(self) -> str:
         """How a re-import is recognised: the feed's guid, the link, or the text itself."""
@@ -131,6 +135,10 @@ def make_draft(
     image: str | None = None,
     guid: str | None = None,
     published: Any = None,
+    body_html: str = "",
+    image_alt: str | None = None,
+    image_credit: str | None = None,
+    section: str | None = None,
 ) -> StoryDraft:
     title = " ".join(title.split())
     if not title:
@@ -139,6 +147,13 @@ def make_draft(
         raise StoryInputError(source, f"headline is longer than {MAX_TITLE} characters")
     if author and len(author) > 200:
         raise StoryInputError(source, "author is longer than 200 characters")
+    for name, value, limit in (
+        ("image_alt", image_alt, 500),
+        ("image_credit", image_credit, 300),
+        ("section", section, 100),
+    ):
+        if value and len(value) > limit:
+            raise StoryInputError(source, f"'{name}' is longer than {limit} characters")
     lede, *rest = paragraphs or [""]
     return StoryDraft(
         title=title,
@@ -150,4 +165,8 @@ def make_draft(
         image=_check_url(image, "image", source),
         guid=guid[:2000] if guid else None,
         published_at=parse_published(published, source),
+        body_html=body_html,
+        image_alt=" ".join(image_alt.split()) if image_alt else None,
+        image_credit=" ".join(image_credit.split()) if image_credit else None,
+        section=" ".join(section.split()) if section else None,
     )

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import MailingList, Story, utcnow
@@ -77,6 +77,8 @@ def store_stories(
     report = StoreReport()
     seen = known_identities(session, [i for d in drafts for i in _identities(d)])
     taken: set[str] = set()
+    # The editor's order: after every story stored before, in the order given.
+    position = (session.scalar(select(func.max(Story.position))) or 0) + 1
     for draft in drafts:
         ids = _identities(draft)
         if seen & set(ids):
@@ -93,11 +95,17 @@ def store_stories(
             url=draft.url,
             author=draft.author,
             image=draft.image,
+            image_alt=draft.image_alt,
+            image_credit=draft.image_credit,
+            section=draft.section,
+            body_html=draft.body_html,
+            position=position,
             guid=draft.identity(),
             list_id=mailing_list.id if mailing_list else None,
             published_at=draft.published_at or now,
             created_at=now,
         )
+        position += 1
         session.add(story)
         report.added.append(story)
     session.flush()
@@ -133,6 +141,10 @@ def story_record(story: Story, base_url: str, list_slug: str | None = None) -> d
         "url": story.url,
         "author": story.author,
         "image": story.image,
+        "image_alt": story.image_alt,
+        "image_credit": story.image_credit,
+        "section": story.section,
+        "position": story.position,
         "list": list_slug,
         "published_at": story.published_at.isoformat(),
         "page_url": f"{base_url}/stories/{story.slug}",
