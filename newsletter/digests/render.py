@@ -15,21 +15,15 @@ from zoneinfo import ZoneInfo
 
 from newsletter.config import Settings
 from newsletter.digests import fields
+from newsletter.digests.entries import story_entry
 from newsletter.mail.render import inline_css
 from newsletter.models import MailingList, Story
-from newsletter.stories.store import story_paragraphs
 from newsletter.templating import email_env
 
 KIND = "digest"
 
 
 MAX_STORIES = 50  # shown in the mail; the rest are listed on the digest's archive page
-
-
-MAIL_PARAGRAPHS = 3  # the lede and two more; the story page has the rest
-
-
-SHORT_LEDE = 500  # characters of a lede kept when a story is cut to lede + link
 
 
 GMAIL_CLIP = 102 * 1024  # Gmail hides everything past this many bytes of HTML
@@ -64,21 +58,6 @@ def _shorten(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return text[:limit].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
-
-
-def story_entry(story: Story, base_url: str, *, short: bool) -> dict[str, Any]:
-    """What the templates show of a story: full (a few paragraphs) or lede + link."""
-    paragraphs = story_paragraphs(story)
-    shown = [_shorten(paragraphs[0], SHORT_LEDE)] if short and paragraphs else paragraphs
-    return {
-        "title": story.title,
-        "byline": f"By {story.author}" if story.author else "",
-        "image": story.image,
-        "paragraphs": shown[:MAIL_PARAGRAPHS],
-        "page_url": f"{base_url}/stories/{story.slug}",
-        "source_url": story.url,
-        "shortened": short,
-    }
 
 
 def _date_label(now: datetime, timezone: str) -> str:
