@@ -169,6 +169,8 @@ class Story(Base):
     section: Mapped[str | None] = mapped_column(String(100))
     # The editor's order: stories added together keep the order given, the first leads.
     position: Mapped[int | None] = mapped_column(BigInteger, index=True)
+
+    image_media: Mapped[Media | None] = relationship()
     guid: Mapped[str | None] = mapped_column(String(2000), unique=True)
     list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"))
     published_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,1 @@
+"""Images for e-mail: fetched once, checked, resized, stored, referenced with size and alt."""

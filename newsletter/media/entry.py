@@ -1,0 +1,35 @@
+"""A story's lead image as a digest entry shows it (digests/entries.py's "image")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from newsletter.config import Settings
+from newsletter.models import Media, Story
+
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+
+
+def file_names(media: Media) -> tuple[str, str]:
+    """The stored files: the 1x width and the 2x one for high-density screens."""
+    ext = EXTENSIONS.get(media.content_type, "jpg")
+    return f"{media.key}.{ext}", f"{media.key}@2x.{ext}"
+
+
+def image_entry(settings: Settings, story: Story) -> dict[str, Any] | None:
+    """{"src", "src2x", "width", "height", "alt", "credit"}, or None without an image
+    processed for e-mail. The alt text falls back to the headline: never empty, so the
+    digest reads with images off."""
+    media = story.image_media
+    if media is None:
+        return None
+    one, two = file_names(media)
+    base = settings.media_base_url
+    return {
+        "src": base + one,
+        "src2x": base + two,
+        "width": media.width,
+        "height": media.height,
+        "alt": story.image_alt or story.title,
+        "credit": story.image_credit,
+    }
