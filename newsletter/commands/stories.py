@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from newsletter.commands.common import emit_json, handled, perform
@@ -16,16 +14,18 @@ def stories() -> None:
 
 
 @stories.command("add")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="FILE_OR_URL...", nargs=-1, required=True)
 @click.option("--list", "list_slug", default=None, help="Only for this list (default: all).")
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def stories_add(files: tuple[Path, ...], list_slug: str | None, as_json: bool) -> None:
-    """Add stories from plain text, Markdown with front matter, or JSON files.
+def stories_add(inputs: tuple[str, ...], list_slug: str | None, as_json: bool) -> None:
+    """Add stories from files (plain text, Markdown with front matter, JSON) and web
+    pages (http:// or https:// addresses: the article is fetched and extracted).
 
-    Every file is checked before any is stored: one bad file stores nothing.
+    The order given is the digest's order: the first leads. Every file is read and every
+    page fetched before any is stored: one bad input stores nothing.
     """
-    report = perform(actions.add_files, list(files), list_slug)
+    report = perform(actions.add_files, list(inputs), list_slug)
     if as_json:
         emit_json(report)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,12 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.effects import Done
+from newsletter.stories.drafts import StoryDraft
 from newsletter.stories.feeds import import_feed as read_and_store_feed
-from newsletter.stories.parse import parse_story_bytes
+from newsletter.stories.fetch import fetch_story, http_client, is_url
+from newsletter.stories.parse import parse_story_bytes, parse_story_file
 from newsletter.stories.store import (
     StoreReport,
-    add_story_files,
     find_list_or_none,
     store_stories,
     story_record,
@@ -30,10 +32,26 @@ def _report(report: StoreReport, settings: Settings, list_slug: str | None) -> d
 
 
 def add_files(
-    session: Session, settings: Settings, paths: Sequence[Path], list_slug: str | None = None
+    session: Session,
+    settings: Settings,
+    inputs: Sequence[Path | str],
+    list_slug: str | None = None,
 ) -> Done[dict[str, Any]]:
-    """Every file is checked before any is stored: one bad file stores nothing."""
-    return Done(_report(add_story_files(session, paths, list_slug), settings, list_slug))
+    """Story files and web pages, mixed: the order given is the digest's order (the
+    first leads). Every file is read and every page fetched and extracted before any is
+    stored: one bad input stores nothing. Then one store_stories, in the order given."""
+    mailing_list = find_list_or_none(session, list_slug)  # an unknown list fetches nothing
+    drafts: list[StoryDraft] = []
+    with ExitStack() as stack:
+        client = None
+        for item in inputs:
+            if isinstance(item, str) and is_url(item):
+                client = client or stack.enter_context(http_client())
+                drafts.append(fetch_story(client, item))
+            else:
+                drafts.extend(parse_story_file(Path(item)))
+    report = store_stories(session, drafts, mailing_list)
+    return Done(_report(report, settings, list_slug))
 
 
 def add_body(
