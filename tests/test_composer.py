@@ -97,7 +97,8 @@ def test_sample_story_makes_a_digest_with_inline_styles_and_both_parts(daily: st
     assert digest.subject == f"The Daily Brief: {HEADLINE} and 1 more"
     html, text = read(digest)
     # Inlined: the elements themselves carry the styles.
-    assert re.search(r"<h2 style=[\"'][^>]*font:bold 21px", html)
+    assert re.search(r"<h2 style=[\"'][^>]*font:bold 30px", html)  # the lead, larger
+    assert re.search(r"<h3 style=[\"'][^>]*font:bold 21px", html)  # the others
     assert re.search(r"<p style=[\"'][^\"']*margin:0 0 12px", html)
     assert re.search(r'<body style="[^"]*background:#f4f4f1', html)
     assert "@media (prefers-color-scheme: dark)" in html  # only the query stays in <style>

@@ -3,6 +3,18 @@
 The stored HTML and text keep the reader-field markers (digests/fields.py) where a
 reader's own values go, so sending one message is a join of prepared bytes
 (mail/fastpath.py), never a render.
+
+The layout: the first story (the editor's first) leads, larger and with its image;
+the others follow grouped by section, sections in the order they first appear in the
+editor's order (the lead's counts, so a lead on "Ukraine" puts that section first),
+stories without a section right after the lead under no heading (they are the
+editor's unfiled top stories, not an "Other" bin at the bottom). Numbers run through
+the whole digest in the order shown, in both parts.
+
+The templates are the list's own when it has a folder (digests/templates.py), checked
+on every render: a list's template that drops the unsubscribe link or the postal
+address, or cannot fit the budget even with every story cut, is refused (InvalidInput)
+rather than sent.
 """
 
 from __future__ import annotations
@@ -13,14 +25,19 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+from sqlalchemy.orm import object_session
+
 from newsletter.config import Settings
-from newsletter.digests import fields
+from newsletter.digests import fields, templates
 from newsletter.digests.entries import story_entry
 from newsletter.mail.render import inline_css
-from newsletter.models import MailingList, Story
-from newsletter.templating import email_env
+from newsletter.media.entry import image_entry
+from newsletter.models import MailingList, Media, Story
 
 KIND = "digest"
+
+LANG = "en"  # <html lang>; a list's own templates may set their own
 
 
 MAX_STORIES = 50  # shown in the mail; the rest are listed on the digest's archive page
@@ -68,6 +85,24 @@ def _date_label(now: datetime, timezone: str) -> str:
     return f"{local:%A}, {local.day} {local:%B %Y}"
 
 
+def _sections(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stories after the lead, grouped: unfiled ones first under no heading, then
+    each section in the order it first appears (the lead included), stories in the
+    editor's order within it. `start` is the number of the group's first story."""
+    order: dict[str | None, list[dict[str, Any]]] = {None: []}
+    for entry in entries:
+        order.setdefault(entry.get("section") or None, [])
+    for entry in entries[1:]:
+        order[entry.get("section") or None].append(entry)
+    groups: list[dict[str, Any]] = []
+    number = 2
+    for name, stories in order.items():
+        if stories:
+            groups.append({"name": name, "stories": stories, "start": number})
+            number += len(stories)
+    return groups
+
+
 def _context(
     settings: Settings,
     mailing_list: MailingList,
@@ -80,8 +115,11 @@ def _context(
     first = entries[0]
     teaser = first["paragraphs"][0] if first["paragraphs"] else first["title"]
     return {
+        "lang": LANG,
         "list_name": mailing_list.name,
-        "stories": entries,
+        "stories": entries,  # all shown, in the editor's order (older templates)
+        "lead": first,
+        "sections": _sections(entries),
         "preheader": _shorten(teaser, 140),
         "date_label": _date_label(now, mailing_list.timezone),
         "view_url": view_url,
@@ -100,14 +138,35 @@ def _levels(stories: Sequence[Story]) -> int:
 
 
 def _entries_at(
-    stories: Sequence[Story], level: int, base_url: str
+    stories: Sequence[Story],
+    level: int,
+    base_url: str,
+    images: Sequence[dict[str, Any] | None],
 ) -> tuple[list[dict[str, Any]], int]:
     """The mail's entries at a shrink level, and how many stories only the archive lists."""
     n = min(len(stories), MAX_STORIES)
     short = min(level, n)
     keep = n - max(0, level - n)
-    entries = [story_entry(s, base_url, short=i >= n - short) for i, s in enumerate(stories[:keep])]
+    entries = []
+    for i, story in enumerate(stories[:keep]):
+        entry = story_entry(story, base_url, short=i >= n - short)
+        entry["image"] = images[i]
+        entries.append(entry)
     return entries, len(stories) - keep
+
+
+def _images(settings: Settings, stories: Sequence[Story]) -> list[dict[str, Any] | None]:
+    """Each shown story's image entry. The Media rows are read in one query first, so
+    the stories' many-to-one loads find them in the session instead of one query each."""
+    shown = stories[:MAX_STORIES]
+    ids = {s.image_media_id for s in shown if s.image_media_id is not None}
+    session = object_session(shown[0])
+    loaded = []
+    if ids and session is not None:
+        loaded = list(session.scalars(select(Media).where(Media.id.in_(ids))))
+    images = [image_entry(settings, s) for s in shown]
+    del loaded  # kept referenced until the stories' loads found them
+    return images
 
 
 def render_digest(
@@ -123,24 +182,31 @@ def render_digest(
 
     Jinja renders are cheap and premailer is not, so the level is found by bisecting on
     the raw size scaled by the measured inlining growth, then checked after inlining.
+    Raises TemplateRefused (InvalidInput) when the list's templates fail or make a
+    digest without the unsubscribe link or postal address, or too big at every level.
     """
     if not stories:
         raise ValueError("a digest needs at least one story")
-    env = email_env()
+    folder = mailing_list.template_dir or None
+    env = templates.digest_env(folder)
+    subject_t = templates.load(env, "subject.txt", folder)
+    html_t = templates.load(env, "body.html", folder)
+    text_t = templates.load(env, "body.txt", folder)
+    images = _images(settings, stories)
     view_url = (
         f"{settings.base_url}/archive/{digest_id}" if digest_id else f"{settings.base_url}/archive"
     )
 
     def context(level: int) -> dict[str, Any]:
-        entries, omitted = _entries_at(stories, level, settings.base_url)
+        entries, omitted = _entries_at(stories, level, settings.base_url, images)
         ctx = _context(settings, mailing_list, entries, now=now, view_url=view_url, omitted=omitted)
-        ctx["subject"] = " ".join(env.get_template(f"{KIND}/subject.txt").render(ctx).split())
+        ctx["subject"] = " ".join(templates.render(subject_t, ctx, folder).split())
         ctx["omitted"] = omitted
         ctx["shortened"] = sum(1 for e in entries if e["shortened"])
         return ctx
 
     def raw_html(level: int) -> str:
-        return env.get_template(f"{KIND}/body.html").render(context(level))
+        return templates.render(html_t, context(level), folder)
 
     raw = raw_html(0)
     html = inline_css(raw)
@@ -153,7 +219,10 @@ def render_digest(
             level += 1
             html = inline_css(raw_html(level))
     ctx = context(level)
-    text = env.get_template(f"{KIND}/body.txt").render(ctx)
+    text = templates.render(text_t, ctx, folder)
+    templates.check_output(
+        html, text, postal_address=settings.postal_address, budget=budget, folder=folder
+    )
     return Composition(
         subject=ctx["subject"][:500],
         html=html,

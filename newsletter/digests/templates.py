@@ -1,0 +1,239 @@
+"""A list's own digest templates: its folder first, the built-in ones behind it.
+
+An operator may give a list a folder (MailingList.template_dir) with any of
+subject.txt, body.txt and body.html. A file there replaces the built-in one of that
+name; to change one part of the layout it extends the built-in file and overrides a
+block, so the rest keeps up with the built-in templates:
+
+    {% extends "builtin/digest/body.html" %}
+    {% block masthead %}<tr><td class="mast">Our own masthead</td></tr>{% endblock %}
+
+The built-in blocks are named in templates/email/digest/body.html and body.txt.
+
+Why a sandbox: the folder is written by an operator, not by us, and a template must
+not reach Python's internals (`{{ ''.__class__.__mro__ }}`) from the process that holds
+the database, the secret key and the DKIM keys. SandboxedEnvironment refuses attributes
+starting with "_" and the unsafe ones of functions and frames; StrictUndefined makes
+such an access an error rather than an empty string, so the template is refused with
+the reason instead of sending something silently broken.
+
+Why refuse rather than repair: a digest without the unsubscribe link or the postal
+address breaks the law in many places (CAN-SPAM, PECR) and one past the size budget is
+clipped by Gmail, hiding the footer. So the output of a list's templates is checked when
+the folder is set (with sample stories, digests/render.py check_template_dir) and again
+on every compose (check_output), and refused with one line naming the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    FileSystemLoader,
+    PrefixLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    select_autoescape,
+)
+from jinja2.sandbox import SandboxedEnvironment
+from lxml import html as lxml_html
+
+from newsletter.digests import fields
+from newsletter.errors import InvalidInput
+from newsletter.templating import templates_dir
+
+KIND = "digest"
+NAMES = ("subject.txt", "body.txt", "body.html")
+BUILTIN = "builtin"  # prefix under which the built-in templates stay reachable
+MAX_TEMPLATE_BYTES = 256 * 1024  # a template file larger than this is not a template
+
+
+class TemplateRefused(InvalidInput):
+    """A list's templates that cannot make a lawful digest; the message is one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("template_dir", " ".join(message.split()))
+
+
+@lru_cache(maxsize=64)
+def digest_env(folder: str | None = None) -> SandboxedEnvironment:
+    """The environment a list's digest renders in: `folder` (a list's own templates)
+    first, then the built-in digest templates by their plain names, and every built-in
+    e-mail template as "builtin/<kind>/<name>" for `{% extends %}`.
+
+    Cached per folder; FileSystemLoader notices a changed file by its mtime.
+    """
+    email = str(templates_dir() / "email")
+    loaders: list[BaseLoader] = []
+    if folder:
+        loaders.append(FileSystemLoader(folder))
+    loaders.append(PrefixLoader({BUILTIN: FileSystemLoader(email)}))
+    loaders.append(FileSystemLoader(os.path.join(email, KIND)))
+    # Autoescape for .html only: the text parts must show "&" and quotes as written.
+    return SandboxedEnvironment(
+        loader=ChoiceLoader(loaders),
+        autoescape=select_autoescape(["html"], default_for_string=False),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _where(folder: str | None) -> str:
+    return f"template folder {folder}: " if folder else "built-in digest templates: "
+
+
+def _template_frame(tb: TracebackType | None) -> tuple[str, int] | None:
+    """The innermost traceback frame that runs template code (Jinja rewrites those
+    frames to the template's file name and line)."""
+    found = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_name in ("top-level template code",) or code.co_name.startswith("block "):
+            found = (code.co_filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _short(path: str | None, folder: str | None) -> str:
+    if not path:
+        return "a template"
+    if folder and path.startswith(folder.rstrip(os.sep) + os.sep):
+        return path[len(folder.rstrip(os.sep)) + 1 :]
+    builtin = str(templates_dir() / "email") + os.sep
+    if path.startswith(builtin):
+        return f"{BUILTIN}/{path[len(builtin) :]}"
+    return path
+
+
+def refusal(exc: TemplateError, folder: str | None) -> TemplateRefused:
+    """One line for the operator: which file, which line, what is wrong."""
+    if isinstance(exc, TemplateSyntaxError):
+        name = _short(exc.filename or exc.name, folder)
+        return TemplateRefused(
+            f"{_where(folder)}{name}, line {exc.lineno}: syntax error: {exc.message}"
+        )
+    if isinstance(exc, TemplateNotFound):
+        return TemplateRefused(f"{_where(folder)}there is no template {exc.name!r} to use")
+    frame = _template_frame(sys.exc_info()[2] or exc.__traceback__)
+    at = f"{_short(frame[0], folder)}, line {frame[1]}: " if frame else ""
+    return TemplateRefused(f"{_where(folder)}{at}{exc.message or exc.__class__.__name__}")
+
+
+def load(env: SandboxedEnvironment, name: str, folder: str | None) -> Template:
+    try:
+        return env.get_template(name)
+    except TemplateError as exc:
+        raise refusal(exc, folder) from None
+
+
+def render(template: Template, context: dict[str, object], folder: str | None) -> str:
+    """Render, turning any template error (undefined name, unsafe attribute, a filter
+    on the wrong type) into a refusal naming the file and line."""
+    try:
+        return template.render(context)
+    except TemplateError as exc:
+        raise refusal(exc, folder) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        frame = _template_frame(exc.__traceback__)
+        at = f"{_short(frame[0], folder)}, line {frame[1]}: " if frame else ""
+        raise TemplateRefused(f"{_where(folder)}{at}{exc}") from None
+
+
+def check_folder(value: str) -> str:
+    """The absolute path of a template folder an operator names, or a refusal."""
+    raw = (value or "").strip()
+    if not raw:
+        raise TemplateRefused("A template folder needs a path.")
+    path = Path(raw).expanduser()
+    try:
+        path = path.resolve()
+        is_dir = path.is_dir()
+    except OSError as exc:
+        raise TemplateRefused(f"template folder {raw}: {exc.strerror or exc}") from None
+    if not is_dir:
+        raise TemplateRefused(f"template folder {path}: not a folder (or not there)")
+    if len(str(path)) > 1000:
+        raise TemplateRefused("A template folder's path is at most 1000 characters.")
+    present = [n for n in NAMES if (path / n).is_file()]
+    if not present:
+        raise TemplateRefused(
+            f"template folder {path}: has none of {', '.join(NAMES)}; nothing to use"
+        )
+    for name in present:
+        file = path / name
+        try:
+            size = file.stat().st_size
+            with file.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise TemplateRefused(
+                f"template folder {path}: {name} cannot be read ({exc.strerror})"
+            ) from None
+        if size > MAX_TEMPLATE_BYTES:
+            raise TemplateRefused(
+                f"template folder {path}: {name} is {size:,} bytes, "
+                f"more than a template may be ({MAX_TEMPLATE_BYTES:,})"
+            )
+    return str(path)
+
+
+def _visible_text(document: lxml_html.HtmlElement) -> str:
+    """What a reader sees: the body's text without comments, styles and scripts."""
+    body = document.find("body")
+    root = body if body is not None else document
+    parts: list[str] = []
+    for node in root.iter():
+        if not isinstance(node.tag, str) or node.tag in ("style", "script", "title", "head"):
+            if node.tail:
+                parts.append(node.tail)
+            continue
+        if node.text:
+            parts.append(node.text)
+        if node.tail:
+            parts.append(node.tail)
+    return " ".join(" ".join(parts).split())
+
+
+def check_output(
+    html: str, text: str, *, postal_address: str, budget: int, folder: str | None
+) -> None:
+    """Refuse a digest that lacks the unsubscribe link or the postal address in either
+    part, or whose HTML is over the budget (found after cutting stories to the bone)."""
+    where = _where(folder)
+    size = len(html.encode())
+    if size > budget:
+        raise TemplateRefused(
+            f"{where}the HTML is {size:,} bytes even with every story cut to its lede, "
+            f"over the {budget:,}-byte budget (Gmail clips mail at {102 * 1024:,} bytes)"
+        )
+    try:
+        document = lxml_html.document_fromstring(html)
+    except (ValueError, TypeError):
+        raise TemplateRefused(f"{where}body.html does not make an HTML document") from None
+    links = [a.get("href", "").strip() for a in document.iter("a")]
+    if fields.UNSUBSCRIBE_URL not in links:
+        raise TemplateRefused(
+            f'{where}body.html has no unsubscribe link (<a href="{{{{ unsubscribe_url }}}}">)'
+        )
+    if fields.UNSUBSCRIBE_URL not in text:
+        raise TemplateRefused(f"{where}body.txt does not show {{{{ unsubscribe_url }}}}")
+    postal = " ".join(postal_address.split())
+    if postal and postal not in _visible_text(document):
+        raise TemplateRefused(
+            f"{where}body.html does not show the postal address ({{{{ postal_address }}}})"
+        )
+    if postal and postal not in " ".join(text.split()):
+        raise TemplateRefused(
+            f"{where}body.txt does not show the postal address ({{{{ postal_address }}}})"
+        )
