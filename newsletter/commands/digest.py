@@ -1,4 +1,4 @@
-"""`newsletter digest …`: compose, preview, test, send and list digests.
+"""`newsletter digest …`: compose, preview, preflight, test, send and list digests.
 
 Each command parses, calls one action (newsletter/digests/actions.py,
 newsletter/sending/actions.py) through the gateway and prints; `--json` prints what the
@@ -14,10 +14,12 @@ from typing import Any
 
 import click
 
-from newsletter.commands.common import InputError, emit_json, handled, perform
+from newsletter.commands.common import InputError, ServiceError, emit_json, handled, perform
 from newsletter.commands.sends import print_status, status_of
 from newsletter.digests import actions as digests
 from newsletter.digests.render import GMAIL_CLIP
+from newsletter.preflight import actions as preflights
+from newsletter.preflight.findings import Report
 from newsletter.sending import actions as sending
 
 TERMINAL = ("sent", "cancelled")
@@ -26,7 +28,7 @@ PROGRESS_SECONDS = 2.0
 
 @click.group()
 def digest() -> None:
-    """Digests: compose, preview, test, send, list."""
+    """Digests: compose, preview, preflight, test, send, list."""
 
 
 @digest.command("preview")
@@ -140,14 +142,73 @@ def _wait(digest_id: int, as_json: bool) -> dict[str, Any]:
             bar.close()
 
 
+SEVERITY_LABEL = {"ok": "ok", "warning": "warning", "blocking": "BLOCKING"}
+
+
+def print_report(report: Report, *, err: bool = False) -> None:
+    counts = f"{sum(f.severity == 'blocking' for f in report.findings)} blocking, " \
+        f"{report.warnings} warning(s)"  # fmt: skip
+    click.echo(f"preflight of {report.list}: {counts}", err=err)
+    width = max((len(f.check) for f in report.findings), default=0)
+    for f in report.findings:
+        label = SEVERITY_LABEL[f.severity]
+        click.echo(f"  {label:<8} {f.check:<{width}}  {f.detail}", err=err)
+
+
+@digest.command("preflight")
+@click.option("--list", "list_slug", required=True)
+@click.option("--digest", "digest_id", type=int, default=None, help="Default: newest draft.")
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def digest_preflight(list_slug: str, digest_id: int | None, as_json: bool) -> None:
+    """Check the next send before it leaves: SPF, DKIM and DMARC in DNS, List-Unsubscribe
+    end to end, a visible unsubscribe link, the size against Gmail's clip, every link and
+    the SpamAssassin score. Exits 1 when a finding blocks a send, 0 otherwise."""
+    report = perform(preflights.preflight, list_slug, digest_id)
+    if as_json:
+        emit_json(report.record())
+    else:
+        print_report(report)
+    if report.blocked:
+        sys.exit(1)
+
+
 @digest.command("send")
 @click.option("--list", "list_slug", required=True)
 @click.option("--digest", "digest_id", type=int, default=None, help="Default: newest draft.")
 @click.option("--wait", is_flag=True, help="Stay until the send ends, with a progress bar.")
+@click.option(
+    "--skip-preflight",
+    is_flag=True,
+    help="Send even when the preflight (`digest preflight`) finds something that blocks.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def digest_send(list_slug: str, digest_id: int | None, wait: bool, as_json: bool) -> None:
-    """Send a digest to every confirmed subscriber of the list."""
+def digest_send(
+    list_slug: str, digest_id: int | None, wait: bool, skip_preflight: bool, as_json: bool
+) -> None:
+    """Send a digest to every confirmed subscriber of the list.
+
+    The preflight runs first: when a finding blocks, nothing is sent, the findings are
+    shown and the command exits 1; fix them, or pass --skip-preflight to send anyway.
+    """
+    if not skip_preflight:
+        report = perform(preflights.preflight, list_slug, digest_id)
+        if report.blocked:
+            if as_json:
+                emit_json(report.record())
+            else:
+                print_report(report, err=True)
+            raise ServiceError(
+                "the preflight found something that blocks the send; nothing was sent: fix "
+                "it, or send anyway with --skip-preflight"
+            )
+        if report.warnings and sys.stderr.isatty() and not as_json:
+            click.echo(
+                f"preflight: {report.warnings} warning(s); "
+                f"`newsletter digest preflight --list {list_slug}` shows them",
+                err=True,
+            )
     st = perform(sending.send, list_slug, digest_id)
     if wait:
         st = _wait(st["id"], as_json)
