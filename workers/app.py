@@ -50,6 +50,13 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": timedelta(minutes=1),
                 "options": {"expires": 55},
             },
+            # Registered feeds (newsletter/sources/): conditional GET, new entries only.
+            # A tick a busy worker could not take in time is dropped, not piled up.
+            "poll-feeds": {
+                "task": "workers.tasks.poll_feeds",
+                "schedule": timedelta(minutes=settings.feed_poll_minutes),
+                "options": {"expires": settings.feed_poll_minutes * 60},
+            },
         },
     }
     if settings.embedded:

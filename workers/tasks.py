@@ -257,3 +257,18 @@ def poll_bounce_mailbox() -> dict[str, int]:
         return {}
     report = poll_mailbox(settings)
     return {"fetched": report.fetched, "recorded": report.recorded, "refused": report.refused}
+
+
+# Feeds --------------------------------------------------------------------------------
+
+
+@app.task
+def poll_feeds() -> dict[str, int]:
+    """Beat, every FEED_POLL_MINUTES: each registered feed with conditional GET, its new
+    entries stored for its list (newsletter/sources/poll.py)."""
+    from newsletter.sources.poll import poll_feeds as poll
+
+    with session_scope() as session:
+        outcomes = poll(session, get_settings())
+    failed = sum(1 for o in outcomes if o.status.startswith("error"))
+    return {"feeds": len(outcomes), "added": sum(o.added for o in outcomes), "failed": failed}
