@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, Field
 
+from newsletter.preflight import actions as preflights
 from newsletter.sending import actions
 from newsletter.web.api import Id, call
 from newsletter.web.auth import require_admin
@@ -23,6 +24,9 @@ STEER = {
 class SendIn(BaseModel):
     list: str = Field(min_length=1, max_length=64)
     digest_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    skip_preflight: bool = Field(
+        False, description="Send even when the preflight finds something that blocks."
+    )
 
 
 @router.get("")
@@ -32,7 +36,15 @@ def get_sends() -> list[dict[str, Any]]:
 
 @router.post("", status_code=201)
 def post_send(body: SendIn) -> dict[str, Any]:
-    """Send the given digest, else the list's newest draft, else a freshly composed one."""
+    """Send the given digest, else the list's newest draft, else a freshly composed one.
+
+    The preflight (GET /api/lists/{slug}/preflight) runs first unless `skip_preflight`:
+    when a finding blocks, nothing is sent and the answer is 409 with the report as detail.
+    """
+    if not body.skip_preflight:
+        report = call(preflights.preflight, body.list, body.digest_id, invalid=409)
+        if report.blocked:
+            raise HTTPException(409, report.record())
     return call(actions.send, body.list, body.digest_id, invalid=409)
 
 
