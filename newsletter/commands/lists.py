@@ -28,10 +28,24 @@ def _show(record: dict[str, Any], verb: str, as_json: bool) -> None:
 @click.option("--name", required=True)
 @click.option("--schedule", default=None, help="Cron expression, e.g. '0 7 * * *'.")
 @click.option("--timezone", default="UTC", show_default=True)
+@click.option(
+    "--template-dir",
+    default=None,
+    help="Folder of the list's own subject.txt, body.txt, body.html (extending "
+    "builtin/digest/...); tried with a sample digest first.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def lists_create(slug: str, name: str, schedule: str | None, timezone: str, as_json: bool) -> None:
-    _show(perform(actions.create_list, slug, name, schedule, timezone), "created", as_json)
+def lists_create(
+    slug: str,
+    name: str,
+    schedule: str | None,
+    timezone: str,
+    template_dir: str | None,
+    as_json: bool,
+) -> None:
+    record = perform(actions.create_list, slug, name, schedule, timezone, template_dir)
+    _show(record, "created", as_json)
 
 
 @lists_group.command("update")
@@ -39,13 +53,25 @@ def lists_create(slug: str, name: str, schedule: str | None, timezone: str, as_j
 @click.option("--name", default=None)
 @click.option("--schedule", default=None, help="Cron expression; '' or 'none' for no schedule.")
 @click.option("--timezone", default=None)
+@click.option(
+    "--template-dir",
+    default=None,
+    help="Folder of the list's own digest templates; '' or 'none' for the built-in ones.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def lists_update(
-    slug: str, name: str | None, schedule: str | None, timezone: str | None, as_json: bool
+    slug: str,
+    name: str | None,
+    schedule: str | None,
+    timezone: str | None,
+    template_dir: str | None,
+    as_json: bool,
 ) -> None:
-    """Change a list's name, schedule or time zone (its slug stays: links carry it)."""
+    """Change a list's name, schedule, time zone or templates (its slug stays: links
+    carry it)."""
     clear = schedule is not None and schedule.strip().lower() in ("", "none")
+    builtin = template_dir is not None and template_dir.strip().lower() in ("", "none")
     record = perform(
         actions.update_list,
         slug,
@@ -53,6 +79,8 @@ def lists_update(
         schedule=None if clear else schedule,
         timezone=timezone,
         clear_schedule=clear,
+        template_dir=None if builtin else template_dir,
+        clear_template_dir=builtin,
     )
     _show(record, "updated", as_json)
 

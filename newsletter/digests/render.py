@@ -243,3 +243,44 @@ def _bisect(top: int, fits: Callable[[int], bool]) -> int:
         else:
             low = mid + 1
     return low
+
+
+def _sample_stories() -> list[Story]:
+    """Stories to try a list's templates on (never stored): a lead with an image and a
+    section, one more in that section with an image, one with a byline and no section."""
+    lede = "The council agreed the budget after a night of debate, with one vote to spare."
+    body = "The mayor said the vote was close.\n\nThe budget takes effect in January."
+    image = Media(
+        id=0, key="sample", content_type="image/jpeg", width=600, height=338, bytes=0,
+        source_hash="", source_url="",
+    )  # fmt: skip
+    stories = [
+        Story(id=0, slug="sample-lead", title="Council agrees the budget", lede=lede,
+              body=body, section="City", author="A Reporter", image_media=image,
+              image_alt="The council chamber", image_credit="A Photographer"),
+        Story(id=0, slug="sample-second", title="Harbour reopens after the storm", lede=lede,
+              body=body, section="City", image_media=image, image_alt="The harbour"),
+        Story(id=0, slug="sample-third", title="Schools open late on Monday", lede=lede,
+              body=body, author="Another Reporter"),
+    ]  # fmt: skip
+    return stories
+
+
+def check_template_dir(
+    settings: Settings, mailing_list: MailingList, folder: str, *, now: datetime
+) -> str:
+    """The folder's absolute path if the list's digests can be made with its templates;
+    else TemplateRefused (InvalidInput) with the file, line and reason in one line.
+
+    The templates render a sample digest (never stored) for `mailing_list` as if the
+    folder were set; nothing is changed.
+    """
+    path = templates.check_folder(folder)
+    trial = MailingList(
+        slug=mailing_list.slug,
+        name=mailing_list.name,
+        timezone=mailing_list.timezone or "UTC",
+        template_dir=path,
+    )
+    render_digest(settings, trial, _sample_stories(), now=now)
+    return path

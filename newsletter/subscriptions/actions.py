@@ -65,8 +65,14 @@ def create_list(
     name: str,
     schedule: str | None = None,
     timezone: str = "UTC",
+    template_dir: str | None = None,
 ) -> Done[dict[str, object]]:
-    return Done(lists.list_record(lists.create_list(session, slug, name, schedule, timezone)))
+    """A new list; a template folder is tried with a sample digest first (refused with
+    the reason: no unsubscribe link or postal address, too big, a syntax error)."""
+    mlist = lists.create_list(
+        session, slug, name, schedule, timezone, template_dir=template_dir, settings=settings
+    )
+    return Done(lists.list_record(mlist))
 
 
 def update_list(
@@ -78,6 +84,8 @@ def update_list(
     schedule: str | None = None,
     timezone: str | None = None,
     clear_schedule: bool = False,
+    template_dir: str | None = None,
+    clear_template_dir: bool = False,
 ) -> Done[dict[str, object]]:
     mlist = lists.update_list(
         session,
@@ -86,6 +94,9 @@ def update_list(
         schedule=schedule,
         timezone=timezone,
         clear_schedule=clear_schedule,
+        template_dir=template_dir,
+        clear_template_dir=clear_template_dir,
+        settings=settings,
     )
     return Done(lists.list_record(mlist))
 

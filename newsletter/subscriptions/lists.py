@@ -1,4 +1,10 @@
-"""Mailing lists: creation rules shared by the CLI and the admin API."""
+"""Mailing lists: creation rules shared by the CLI and the admin API.
+
+A list's template folder is tried before it is set (a sample digest rendered with it,
+digests/render.py check_template_dir): a folder whose templates drop the unsubscribe
+link or the postal address, go past the size budget or do not parse is refused with
+the reason, and the list stays as it was.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ from croniter import croniter
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from newsletter.config import Settings
 from newsletter.errors import Conflict, InvalidInput, NotFound
-from newsletter.models import MailingList
+from newsletter.models import MailingList, utcnow
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
@@ -29,7 +36,11 @@ def create_list(
     schedule: str | None = None,
     timezone: str = "UTC",
     description: str = "",
+    *,
+    template_dir: str | None = None,
+    settings: Settings | None = None,
 ) -> MailingList:
+    """A new list; with `template_dir` (needs `settings`), its own digest templates."""
     slug = slug.strip()
     if not SLUG.match(slug):
         raise InvalidInput("slug", "A list slug is lower-case letters, digits and dashes.")
@@ -48,6 +59,8 @@ def create_list(
         timezone=timezone,
         description=description,
     )
+    if template_dir is not None:
+        mlist.template_dir = _templates(settings, mlist, template_dir)
     session.add(mlist)
     session.flush()
     return mlist
@@ -68,13 +81,25 @@ def find_list(session: Session, slug: str | None) -> MailingList:
     return found
 
 
+def _templates(settings: Settings | None, mlist: MailingList, folder: str) -> str:
+    if settings is None:
+        raise TypeError("setting a template folder needs the settings")
+    # Imported here: rendering needs the story store, which finds lists through this module.
+    from newsletter.digests.render import check_template_dir
+
+    return check_template_dir(settings, mlist, folder, now=utcnow())
+
+
 def list_record(mlist: MailingList) -> dict[str, object]:
-    return {
+    record: dict[str, object] = {
         "slug": mlist.slug,
         "name": mlist.name,
         "schedule": mlist.schedule,
         "timezone": mlist.timezone,
     }
+    if mlist.template_dir:  # shown only when set: records of lists without stay as they were
+        record["template_dir"] = mlist.template_dir
+    return record
 
 
 def update_list(
@@ -85,8 +110,14 @@ def update_list(
     schedule: str | None = None,
     timezone: str | None = None,
     clear_schedule: bool = False,
+    template_dir: str | None = None,
+    clear_template_dir: bool = False,
+    settings: Settings | None = None,
 ) -> MailingList:
-    """Change what an operator may change; the slug (in every link and List-Id) stays."""
+    """Change what an operator may change; the slug (in every link and List-Id) stays.
+
+    A new template folder is tried with the list's new name and time zone before
+    anything changes."""
     mlist = find_list(session, slug)
     if name is not None:
         name = " ".join(name.split())
@@ -102,6 +133,10 @@ def update_list(
     if timezone is not None:
         _check_zone(timezone)
         mlist.timezone = timezone
+    if clear_template_dir:
+        mlist.template_dir = None
+    elif template_dir is not None:
+        mlist.template_dir = _templates(settings, mlist, template_dir)
     session.flush()
     return mlist
 

@@ -24,12 +24,21 @@ class ListIn(BaseModel):
     name: str = Field(max_length=200)
     schedule: str | None = Field(None, max_length=100)
     timezone: str = Field("UTC", max_length=64)
+    template_dir: str | None = Field(
+        None,
+        max_length=1000,
+        description="Folder of the list's own digest templates (subject.txt, body.txt, "
+        "body.html extending builtin/digest/...), tried with a sample digest first",
+    )
 
 
 class ListUpdate(BaseModel):
     name: str | None = Field(None, max_length=200)
     schedule: str | None = Field(None, max_length=100, description="null keeps it, '' removes it")
     timezone: str | None = Field(None, max_length=64)
+    template_dir: str | None = Field(
+        None, max_length=1000, description="null keeps it, '' goes back to the built-in ones"
+    )
 
 
 class SubscriberIn(BaseModel):
@@ -50,12 +59,15 @@ def get_lists() -> list[dict[str, Any]]:
 
 @router.post("/lists", status_code=201, tags=["lists"])
 def post_list(body: ListIn) -> dict[str, Any]:
-    return call(actions.create_list, body.slug, body.name, body.schedule, body.timezone)
+    return call(
+        actions.create_list, body.slug, body.name, body.schedule, body.timezone, body.template_dir
+    )
 
 
 @router.patch("/lists/{slug}", tags=["lists"])
 def patch_list(slug: str, body: ListUpdate) -> dict[str, Any]:
     clear = body.schedule is not None and not body.schedule.strip()
+    builtin = body.template_dir is not None and not body.template_dir.strip()
     return call(
         actions.update_list,
         slug,
@@ -63,6 +75,8 @@ def patch_list(slug: str, body: ListUpdate) -> dict[str, Any]:
         schedule=None if clear else body.schedule,
         timezone=body.timezone,
         clear_schedule=clear,
+        template_dir=None if builtin else body.template_dir,
+        clear_template_dir=builtin,
     )
 
 
