@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from newsletter.config import Settings
+from newsletter.media.names import EXTENSIONS, stored_names
 from newsletter.models import Media, Story
 
-EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+__all__ = ["EXTENSIONS", "file_names", "image_entry"]
 
 
 def file_names(media: Media) -> tuple[str, str]:
     """The stored files: the 1x width and the 2x one for high-density screens."""
-    ext = EXTENSIONS.get(media.content_type, "jpg")
-    return f"{media.key}.{ext}", f"{media.key}@2x.{ext}"
+    return stored_names(media.key, media.content_type)
 
 
 def image_entry(settings: Settings, story: Story) -> dict[str, Any] | None:
