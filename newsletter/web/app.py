@@ -17,6 +17,7 @@ from newsletter.config import get_settings
 from newsletter.db import ping
 from newsletter.web import admin, bounces_api, content, outbox, public, sends, webhooks
 from newsletter.web import media as media_files
+from newsletter.web import preflight as preflight_api
 from newsletter.web.pages import error_page, secure_with_inline_scripts
 from newsletter.web.ratelimit import make_limiter
 
@@ -41,6 +42,7 @@ def create_app() -> FastAPI:
     for module in (public, content, admin, sends, bounces_api, webhooks):
         app.include_router(module.router)
     app.include_router(media_files.router)
+    app.include_router(preflight_api.router)
     if settings.embedded:
         app.include_router(outbox.router)
 
