@@ -75,15 +75,20 @@ def decode_text(data: bytes, source: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def split_paragraphs(text: str) -> list[str]:
-    """Blank-line separated paragraphs; hard-wrapped lines inside one are rejoined."""
+def split_blocks(text: str) -> list[str]:
+    """Blank-line separated blocks, their lines kept (a list written as lines is one)."""
     out = []
     for block in PARAGRAPH_BREAK.split(text.strip()):
         lines = [line.strip() for line in block.split("\n")]
-        joined = " ".join(line for line in lines if line)
-        if joined:
-            out.append(joined)
+        kept = "\n".join(line for line in lines if line)
+        if kept:
+            out.append(kept)
     return out
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Blank-line separated paragraphs; hard-wrapped lines inside one are rejoined."""
+    return [block.replace("\n", " ") for block in split_blocks(text)]
 
 
 def text_field(value: Any) -> str | None:

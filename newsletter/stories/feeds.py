@@ -1,8 +1,9 @@
 """RSS and Atom import with feedparser: entries become stories, known ones are skipped.
 
-Feed content is HTML by definition, so it is turned into the text a reader would see
-(paragraph by paragraph, scripts and styles dropped) before it is stored; from then on
-it is text like any other story and escaped wherever it meets HTML.
+Feed content is HTML by definition: it is sanitised to the stored subset (stories/rich.py:
+scripts, styles, event handlers, frames and javascript: links never survive; relative
+links are made absolute against the entry's link) and kept as body_html, beside the text
+a reader would see (paragraph by paragraph, lists as lists, links numbered).
 """
 
 from __future__ import annotations
@@ -12,65 +13,26 @@ import urllib.request
 from calendar import timegm
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import feedparser
 from sqlalchemy.orm import Session
 
+from newsletter.stories import rich
 from newsletter.stories.drafts import StoryDraft, StoryInputError, make_draft
 from newsletter.stories.store import StoreReport, find_list_or_none, store_stories
 
 FETCH_TIMEOUT = 20
 MAX_FEED_BYTES = 20 * 1024 * 1024
-BLOCK_TAGS = {
-    "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6",
-    "blockquote", "pre", "figure", "figcaption", "section", "article", "table", "tr",
-}  # fmt: skip
-HIDDEN_TAGS = {"script", "style", "noscript", "template"}
 # Problems feedparser reports that still leave a well-formed feed behind.
 BENIGN = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 
-class _TextExtractor(HTMLParser):
-    """Visible text of an HTML fragment, one paragraph per block element."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.paragraphs: list[str] = []
-        self.current: list[str] = []
-        self.hidden = 0
-
-    def _flush(self) -> None:
-        text = " ".join("".join(self.current).split())
-        if text:
-            self.paragraphs.append(text)
-        self.current = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in HIDDEN_TAGS:
-            self.hidden += 1
-        elif tag in BLOCK_TAGS:
-            self._flush()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in HIDDEN_TAGS:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag in BLOCK_TAGS:
-            self._flush()
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.current.append(data)
-
-
 def html_to_paragraphs(html: str) -> list[str]:
-    parser = _TextExtractor()
-    parser.feed(html)
-    parser.close()
-    parser._flush()
-    return parser.paragraphs
+    """The text a reader sees of an HTML fragment, one string per block (a list is one
+    block of "- item" lines); links as their words."""
+    return rich.blocks_text(rich.from_html(html).blocks, references=False)
 
 
 @dataclass
@@ -122,39 +84,49 @@ def _entry_draft(entry: Any, source: str) -> StoryDraft:
     title = " ".join(html_to_paragraphs(entry.get("title", "")))
     if not title:
         raise StoryInputError(source, "has no headline (an empty <title>)")
+    link = entry.get("link") or None
+    url = link if link and link.startswith(("http://", "https://")) else None
     content = entry.get("content") or []
     html = content[0].get("value", "") if content else entry.get("summary", "")
-    paragraphs = html_to_paragraphs(html or "")
-    summary = html_to_paragraphs(entry.get("summary", "") or "")
-    if content and summary and paragraphs and summary[0] != paragraphs[0]:
-        paragraphs.insert(0, " ".join(summary))
+    body = rich.from_html(html or "", url)
+    if content:  # a summary that is not the content's own opening is the lede
+        summary = html_to_paragraphs(entry.get("summary", "") or "")
+        opening = rich.blocks_text(body.blocks[:1], references=False)
+        if summary and opening and summary[0] != opening[0]:
+            body = body.with_lede(" ".join(summary))
     when = entry.get("published_parsed") or entry.get("updated_parsed")
     published = datetime.fromtimestamp(timegm(when), UTC) if when else None
-    image = _entry_image(entry)
-    link = entry.get("link") or None
+    image, image_alt = _entry_image(entry)
+    if image is None:
+        lead = body.take_lead_image()
+        if lead is not None:
+            image, image_alt = lead.attrs["src"], lead.attrs.get("alt") or None
     return make_draft(
         source,
         title=title,
-        paragraphs=paragraphs,
-        url=link if link and link.startswith(("http://", "https://")) else None,
+        paragraphs=body.paragraphs,
+        body_html=body.html,
+        url=url,
         author=(entry.get("author") or None),
         image=image,
+        image_alt=image_alt,
         guid=entry.get("id") or link,
         published=published,
     )
 
 
-def _entry_image(entry: Any) -> str | None:
+def _entry_image(entry: Any) -> tuple[str | None, str | None]:
+    """The entry's own image (Media RSS or an image enclosure); its alt text is not known."""
     for media in entry.get("media_content", []) + entry.get("media_thumbnail", []):
         url = media.get("url", "")
-        if url.startswith(("http://", "https://")):
-            return str(url)
+        if url.startswith(("http://", "https://")) and media.get("medium", "image") == "image":
+            return str(url), None
     for enclosure in entry.get("enclosures", []):
         if enclosure.get("type", "").startswith("image/") and enclosure.get("href", "").startswith(
             ("http://", "https://")
         ):
-            return str(enclosure["href"])
-    return None
+            return str(enclosure["href"]), None
+    return None, None
 
 
 def import_feed(session: Session, url_or_file: str, list_slug: str | None = None) -> FeedImport:
