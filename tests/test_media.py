@@ -73,6 +73,16 @@ class ImageServer:
         self.routes[path] = answer
         return self.url(path)
 
+    def redirect(self, path: str, location: str) -> str:
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            handler.send_response(302)
+            handler.send_header("Location", location)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+
+        self.routes[path] = answer
+        return self.url(path)
+
     def stream(self, path: str, total: int, *, declare: int | None = None) -> str:
         """Up to `total` bytes of JPEG-looking data in 1 MB writes, as long as the client
         reads; Content-Length `declare` if given, else none (ends when the socket closes)."""
@@ -119,6 +129,12 @@ def jpeg(width: int, height: int, **save: object) -> bytes:
     image.paste((20, 20, 220), (0, height // 2, width, height))
     out = io.BytesIO()
     image.save(out, "JPEG", quality=90, **save)
+    return out.getvalue()
+
+
+def webp(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (240, 200, 40)).save(out, "WEBP")
     return out.getvalue()
 
 
@@ -256,6 +272,19 @@ def test_only_web_addresses_are_fetched(sqlite_db: str):
         assert refusal(url) == "only http:// and https:// addresses are fetched"
 
 
+def test_redirects_are_followed_to_web_addresses_only(sqlite_db: str, images: ImageServer):
+    photo = images.serve("/moved.webp", webp(900, 600), "image/webp")
+    moved = images.redirect("/old.webp", photo)
+    with session_scope() as session:
+        media = fetch_image(session, get_settings(), moved)
+    assert (media.source_url, media.content_type, media.width) == (moved, "image/jpeg", 600)
+    assert images.hits["/moved.webp"] == 1
+    away = images.redirect("/away.jpg", "file:///etc/passwd")
+    assert refusal(away) == "redirected to an address that is not http(s)"
+    loop = images.redirect("/loop.jpg", "/loop.jpg")
+    assert refusal(loop) == "more than 5 redirects"
+
+
 def test_a_png_with_transparency_stays_a_png_and_keeps_it(sqlite_db: str, images: ImageServer):
     logo = Image.new("RGBA", (900, 300), (0, 0, 0, 0))
     logo.paste((10, 120, 200, 255), (300, 0, 600, 300))
@@ -362,6 +391,7 @@ def test_the_web_app_serves_stored_images_and_nothing_else(client: TestClient, i
         assert response.headers["content-type"] == "image/jpeg"
         assert "immutable" in response.headers["cache-control"]
         assert response.headers["x-content-type-options"] == "nosniff"
+    assert client.head(f"/media/{one}").status_code == 200
 
     (folder / ".tmp-half.part").write_bytes(b"half an image")
     unknown = "0" * 32 + ".jpg"

@@ -105,6 +105,8 @@ def _working_copy(image: Image.Image, transparent: bool) -> Image.Image:
         work = image.convert("RGBA")
     elif image.mode in ("L", "LA", "1"):
         work = image.convert("L")
+    elif image.mode.startswith("I"):  # 16-bit grey (PNG): scaled, not clipped to white
+        work = image.convert("I").point(lambda value: value / 256).convert("L")
     elif image.mode == "CMYK":
         work = image
     else:
