@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.effects import Done
-from newsletter.stories.drafts import StoryDraft
+from newsletter.stories.drafts import StoryDraft, StoryInputError
 from newsletter.stories.feeds import import_feed as read_and_store_feed
 from newsletter.stories.fetch import fetch_story, http_client, is_url
 from newsletter.stories.parse import parse_story_bytes, parse_story_file
@@ -52,6 +52,16 @@ def add_files(
                 drafts.extend(parse_story_file(Path(item)))
     report = store_stories(session, drafts, mailing_list)
     return Done(_report(report, settings, list_slug))
+
+
+def add_urls(
+    session: Session, settings: Settings, urls: Sequence[str], list_slug: str | None = None
+) -> Done[dict[str, Any]]:
+    """Web pages only (the admin API: a request never names a file on this machine)."""
+    for url in urls:
+        if not is_url(url):
+            raise StoryInputError(url[:200], "only http:// and https:// addresses can be fetched")
+    return add_files(session, settings, list(urls), list_slug)
 
 
 def add_body(

@@ -239,10 +239,10 @@ def extract_story(page: Fetched, source: str) -> StoryDraft:
     if not body:
         raise StoryInputError(source, "has no article text that could be found")
     metadata = extract_metadata(html, page.url)
-    body_html, paragraphs = _body(body, meta.get("image"))
+    title = metadata.title or meta.get("title") or ""
+    body_html, paragraphs = _body(body, meta.get("image"), title)
     if not paragraphs:
         raise StoryInputError(source, "has no article text that could be found")
-    title = metadata.title or meta.get("title") or ""
     author = metadata.author or meta.get("author")
     return make_draft(
         source,
@@ -279,9 +279,18 @@ def _cut(value: str | None, limit: int) -> str | None:
     return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 
 
-def _body(html: str, lead_image: str | None) -> tuple[str, list[str]]:
+def _body(html: str, lead_image: str | None, title: str) -> tuple[str, list[str]]:
     """The extracted body as the sanitised HTML subset and as plain paragraphs."""
     root = lxml.html.fromstring(f"<div>{_inner_body(html)}</div>")
+    headline = " ".join(title.split()).casefold()
+    for child in list(root.iterchildren()):
+        # The headline is the story's title: repeated on top of the body it would be
+        # the lede.
+        text = " ".join(child.text_content().split()).casefold()
+        if text and text != headline:
+            break
+        if text == headline:
+            child.drop_tree()
     for img in list(root.iter("img")):
         # The lead image is shown above the story; the same picture in the body would be
         # shown twice. A picture with no http(s) source cannot be shown at all.

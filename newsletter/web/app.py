@@ -16,6 +16,7 @@ from newsletter import __version__
 from newsletter.config import get_settings
 from newsletter.db import ping
 from newsletter.web import admin, bounces_api, content, outbox, public, sends, webhooks
+from newsletter.web import feeds as feeds_api
 from newsletter.web import media as media_files
 from newsletter.web import preflight as preflight_api
 from newsletter.web.pages import error_page, secure_with_inline_scripts
@@ -41,6 +42,7 @@ def create_app() -> FastAPI:
     app.state.limiter = make_limiter(settings.redis_url)
     for module in (public, content, admin, sends, bounces_api, webhooks):
         app.include_router(module.router)
+    app.include_router(feeds_api.router)
     app.include_router(media_files.router)
     app.include_router(preflight_api.router)
     if settings.embedded:

@@ -6,11 +6,12 @@ holding "<script>" shows those characters and runs nothing.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.db import session_scope
@@ -83,15 +84,97 @@ class TestIn(BaseModel):
     digest_id: int | None = Field(None, ge=1, le=2**31 - 1)
 
 
-@router.post("/api/stories", dependencies=admin, status_code=201, tags=["stories"])
-async def post_stories(request: Request, list: str | None = None) -> JSONResponse:  # noqa: A002
-    """A story as JSON (object or array), Markdown with front matter, or plain text."""
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > MAX_BYTES:
+URL = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$",
+        description="A news page's http(s) address: its article becomes a story",
+        examples=["https://news.example.com/world/2023/03/07/bakhmut"],
+    ),
+]
+MAX_URLS = 20
+FETCH_KEYS = frozenset({"url", "urls", "list"})
+
+
+class StoriesFromPages(BaseModel):
+    """Fetch news pages and keep their articles; `urls` in the digest's order (the first
+    leads), after `url` if both are given."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    url: URL | None = None
+    urls: list[URL] | None = Field(None, min_length=1, max_length=MAX_URLS)
+    list_slug: str | None = Field(None, alias="list", min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _some_url(self) -> StoriesFromPages:
+        if self.url is None and not self.urls:
+            raise ValueError("give 'url' or 'urls'")
+        return self
+
+    def pages(self) -> list[str]:
+        return ([self.url] if self.url else []) + list(self.urls or [])
+
+
+def _pages_request(data: bytes) -> StoriesFromPages | None:
+    """A JSON body that asks for pages to be fetched ({"url"} or {"urls"}, with "list"),
+    or None for a story given as JSON (which has a title, not only these keys)."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not ({"url", "urls"} & set(value)):
+        return None
+    if not set(value) <= FETCH_KEYS:
+        return None
+    try:
+        return StoriesFromPages.model_validate(value)
+    except ValidationError as exc:
+        detail = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        raise HTTPException(422, detail) from None
+
+
+PAGES_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": StoriesFromPages.model_json_schema(by_alias=True, mode="validation")
+        }
+    },
+}
+
+
+@router.post(
+    "/api/stories",
+    dependencies=admin,
+    status_code=201,
+    tags=["stories"],
+    openapi_extra={"requestBody": PAGES_BODY},
+)
+async def post_stories(
+    request: Request,
+    list: str | None = Query(None, max_length=64),  # noqa: A002
+) -> JSONResponse:
+    """Stories from news pages (JSON {"url": …} or {"urls": [...]}, with "list": each page
+    fetched and its article extracted, all before any is stored, in the order given),
+    or a story as JSON (object or array), Markdown with front matter, or plain text."""
+    declared = request.headers.get("content-length") or "0"
+    if declared.isdigit() and int(declared) > MAX_BYTES:
         raise HTTPException(413, f"A story body may be at most {MAX_BYTES // 2**20} MB.")
     data = await request.body()
     mime = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    report = await run_in_threadpool(call, stories.add_body, data, CONTENT_TYPES.get(mime), list)
+    pages = _pages_request(data) if mime == "application/json" else None
+    if pages is not None:
+        slug = pages.list_slug or list
+        report = await run_in_threadpool(call, stories.add_urls, pages.pages(), slug)
+    else:
+        fmt = CONTENT_TYPES.get(mime)
+        report = await run_in_threadpool(call, stories.add_body, data, fmt, list)
     body = {"added": report["added"], "skipped": len(report["skipped"])}
     return JSONResponse(body, status_code=201 if report["added"] else 200)
 
