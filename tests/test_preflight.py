@@ -254,25 +254,42 @@ def test_a_dns_server_that_does_not_answer_is_a_clear_finding_not_a_traceback(
     assert took < 30  # one timeout, not one per record
 
 
-def test_a_hidden_unsubscribe_link_blocks(
+HIDING_FOOTER = """{% extends "builtin/digest/body.html" %}
+{% block footer %}
+<tr><td class="foot">{{ postal_address }}
+<div style="display:none"><a href="{{ unsubscribe_url }}">Unsubscribe</a></div>
+</td></tr>
+{% endblock %}
+"""
+
+
+def test_a_template_that_hides_the_unsubscribe_link_blocks(
     sqlite_db: str, data_dir: Path, tmp_path: Path, zone: tuple[Zone, str], keys: tuple[Path, Path]
 ) -> None:
     answers, dns = zone
     _good_zone(answers, keys)
-    populate(["reader@example.org"])
-    _set_draft_html(
-        "<html><body><p>Today's stories.</p>"
-        f'<div style="display:none"><a href="{ph.UNSUBSCRIBE_URL}">Unsubscribe</a></div>'
-        "</body></html>"
-    )
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    (folder / "body.html").write_text(HIDING_FOOTER)
+    story = tmp_path / "story.txt"
+    story.write_text("Water is back in the east\n\nThe city restored supply on Monday.\n")
     app = AppProcesses(_env(data_dir, sqlite_db, dns, keys), tmp_path)
+    # The link is there, so the list takes the template; it is only not visible.
+    app.run(
+        "lists", "create", "news", "--name", "The Newsroom Daily", "--template-dir", str(folder)
+    )
+    app.run("subscribers", "add", "reader@example.org", "--list", "news", "--confirmed")
+    app.run("stories", "add", str(story), "--list", "news")
 
     code, report = _preflight(app)
 
     assert code == 1
-    link = _by_check(report)["unsubscribe-link"]
+    found = _by_check(report)
+    assert found["digest"]["detail"].startswith("the next digest (not composed yet)")
+    link = found["unsubscribe-link"]
     assert link["severity"] == "blocking"
     assert "hidden" in link["detail"] and "Unsubscribe</a>" in link["detail"]
+    assert found["size"]["ok"] is True and found["links"]["ok"] is True
 
 
 def test_malformed_links_block_and_are_named(
@@ -403,3 +420,38 @@ def test_one_click_is_asked_of_the_running_web_app_and_a_foreign_secret_blocks(
         assert "does not recognise this sender's links" in one_click["detail"]
     finally:
         web.stop()
+
+
+def test_dns_findings_block_in_production_and_warn_in_development_without_dkim(
+    tmp_path: Path, zone: tuple[Zone, str]
+) -> None:
+    from newsletter.config import Settings
+    from newsletter.preflight.run import dns_findings
+
+    answers, dns = zone
+    answers.txt["example.com"] = [SPF]  # no DKIM record, no DMARC
+    common: dict[str, Any] = {
+        "NEWSLETTER_FROM": "The Newsroom <news@example.com>",
+        "dns_server": dns,
+        "data_dir": tmp_path,
+    }
+    production = Settings(
+        env="production",
+        database_url=f"sqlite:///{tmp_path / 'x.db'}",
+        broker_url="redis://127.0.0.1:1/0",
+        smtp_url="smtp://127.0.0.1:25",
+        base_url="https://news.example.com",
+        secret_key="s" * 32,
+        admin_token="a" * 32,
+        **common,
+    )
+    development = Settings(**common)
+
+    strict = {f.check: f for f in dns_findings(production, [])}
+    lenient = {f.check: f for f in dns_findings(development, [])}
+
+    assert strict["dkim"].severity == "blocking"
+    assert "set NEWSLETTER_DKIM_KEY_FILE" in strict["dkim"].detail
+    assert lenient["dkim"].severity == "warning"
+    assert strict["spf"].ok and lenient["spf"].ok
+    assert strict["dmarc"].severity == lenient["dmarc"].severity == "warning"

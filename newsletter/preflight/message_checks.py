@@ -196,8 +196,10 @@ def link_problem(url: str, *, image: bool = False) -> str | None:
         return "is empty"
     if url != url.strip() or any(c.isspace() for c in url):
         return "contains white space"
+    if url.startswith("#") and not image:
+        return None  # a place in the message itself
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    allowed = ("http", "https") if image else ("http", "https", "mailto")
+    allowed = ("http", "https") if image else ("http", "https", "mailto", "tel")
     if scheme not in allowed:
         if scheme in ("javascript", "vbscript", "data", "file"):
             return f"uses {scheme}:, which mail clients block"
@@ -207,6 +209,8 @@ def link_problem(url: str, *, image: bool = False) -> str | None:
     if scheme == "mailto":
         address = url[7:].split("?", 1)[0]
         return None if "@" in address else "is a mailto: without an address"
+    if scheme == "tel":
+        return None if any(c.isdigit() for c in url) else "is a tel: without a number"
     try:
         parts = urlsplit(url)
         _ = parts.port
