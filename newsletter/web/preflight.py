@@ -7,11 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 
 from newsletter.preflight import actions
+from newsletter.subscriptions.lists import SLUG
 from newsletter.web.api import MAX_ID, call
 from newsletter.web.auth import require_admin
 
 router = APIRouter(prefix="/api/lists", dependencies=[Depends(require_admin)], tags=["lists"])
-Slug = Annotated[str, Path(min_length=1, max_length=64, description="The list's slug")]
+Slug = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=SLUG.pattern, description="The list's slug")
+]
 
 
 @router.get("/{slug}/preflight")
