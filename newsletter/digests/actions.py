@@ -28,6 +28,7 @@ class NextDigest:
     stories: int
     shortened: int
     omitted: int
+    templates: str | None = None  # the list's own template folder; None: the built-in ones
 
     @property
     def html(self) -> str:
@@ -49,6 +50,7 @@ class NextDigest:
             "message_bytes": self.message.message_bytes,
             "gmail_clip_bytes": GMAIL_CLIP,
             "clipped": self.message.clipped,
+            "templates": self.templates or "built-in",
         }
 
 
@@ -65,7 +67,9 @@ def compose(
 
 def preview(session: Session, settings: Settings, list_slug: str) -> Done[NextDigest | None]:
     """The next digest rendered through the path that sends, for a sample reader (its
-    unsubscribe link unsubscribes no one); uses no stories up."""
+    unsubscribe link unsubscribes no one); uses no stories up. It is rendered with the
+    list's own templates when it has a folder, and refused (InvalidInput, with the file,
+    line and reason) when they no longer make a lawful digest."""
     mailing_list = find_list(session, list_slug)
     composed = preview_digest(session, settings, mailing_list)
     if composed is None:
@@ -77,6 +81,7 @@ def preview(session: Session, settings: Settings, list_slug: str) -> Done[NextDi
             stories=len(composed.story_ids),
             shortened=composed.shortened,
             omitted=composed.omitted,
+            templates=mailing_list.template_dir,
         )
     )
 
