@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from html import escape
 from html.parser import HTMLParser
 from typing import Union
+from urllib.parse import urljoin
 
 import nh3
 
@@ -83,10 +84,18 @@ def _clean(html: str, tags: Iterable[str], base_url: str | None) -> str:
         clean_content_tags=set(DROPPED),
         attributes={k: set(v) for k, v in ATTRIBUTES.items()},
         url_schemes=set(URL_SCHEMES),
-        url_relative=("rewrite_with_base", base_url) if base_url else "deny",
+        url_relative=lambda url: _absolute(url, base_url),
         link_rel="noopener noreferrer",
         strip_comments=True,
     )
+
+
+def _absolute(url: str, base_url: str | None) -> str | None:
+    """A relative address made absolute against the story's own; none without one, and
+    none for an empty address or a bare #fragment (what a stripped link leaves)."""
+    if not base_url or not url.strip() or url.startswith("#"):
+        return None
+    return urljoin(base_url, url.strip())
 
 
 # The tree ------------------------------------------------------------------------------
@@ -542,32 +551,49 @@ def parse_blocks(body_html: str) -> list[Element]:
 LIST_ITEM = re.compile(r"^(?:[-*•]|(\d{1,9})[.)])[ \t]+(\S.*)$")
 
 
-def _text_block(paragraph: str) -> Element:
-    """A list written as lines ("- item", "* item", "1. item") is kept as a list."""
+def _list_from_lines(lines: list[str]) -> Element | None:
+    """Lines that are a list: the first an item, the rest items of the same kind or the
+    hard-wrapped rest of the item before."""
+    first = LIST_ITEM.match(lines[0])
+    if first is None:
+        return None
+    ordered = first.group(1) is not None
+    items: list[list[str]] = []
+    for line in lines:
+        found = LIST_ITEM.match(line)
+        if found is not None and (found.group(1) is not None) == ordered:
+            items.append([found.group(2)])
+        else:
+            items[-1].append(line)
+    if len(items) < 2 and (ordered or len(lines) > 1):
+        return None  # "1984. It was…" or a dash opening a wrapped sentence: prose
+    attrs = {"start": str(int(first.group(1)))} if ordered and first.group(1) != "1" else {}
+    tag = "ol" if ordered else "ul"
+    return Element(tag, attrs, [Element("li", {}, [" ".join(i)]) for i in items])
+
+
+def _text_blocks(paragraph: str) -> list[Element]:
+    """A list written as lines ("- item", "* item", "1. item") is kept as a list, also
+    after a line that leads into it ("Bring:")."""
     lines = [line.strip() for line in paragraph.split("\n") if line.strip()]
-    first = LIST_ITEM.match(lines[0]) if lines else None
-    if first is not None:
-        ordered = first.group(1) is not None
-        items: list[list[str]] = []
-        for line in lines:
-            found = LIST_ITEM.match(line)
-            if found is not None and (found.group(1) is not None) == ordered:
-                items.append([found.group(2)])
-            else:
-                items[-1].append(line)  # a hard-wrapped item goes on
-        if len(items) > 1 or (len(lines) == 1 and not ordered):
-            attrs = {}
-            if ordered and first.group(1) != "1":
-                attrs["start"] = str(int(first.group(1)))
-            tag = "ol" if ordered else "ul"
-            return Element(tag, attrs, [Element("li", {}, [" ".join(i)]) for i in items])
-    return Element("p", {}, [" ".join(" ".join(lines).split())])
+    if not lines:
+        return []
+    whole = _list_from_lines(lines)
+    if whole is not None:
+        return [whole]
+    for at in range(1, len(lines) - 1):
+        tail = lines[at:]
+        if all(LIST_ITEM.match(line) for line in tail):
+            found = _list_from_lines(tail)
+            if found is not None and len(found.children) == len(tail):
+                return [Element("p", {}, [" ".join(" ".join(lines[:at]).split())]), found]
+    return [Element("p", {}, [" ".join(" ".join(lines).split())])]
 
 
 def from_text(paragraphs: Iterable[str]) -> RichBody:
     """Plain text: every paragraph one block, escaped when written as HTML (a "<b>" a
     writer typed is shown as typed)."""
-    return RichBody([_text_block(p) for p in paragraphs if p.strip()])
+    return RichBody([block for p in paragraphs for block in _text_blocks(p)])
 
 
 def from_paragraphs(paragraphs: Iterable[str]) -> RichBody:
@@ -581,8 +607,7 @@ def from_paragraphs(paragraphs: Iterable[str]) -> RichBody:
 def flat_text(block: Element) -> str:
     """The block's characters as `truncate` counts them (a line break is one)."""
     return "".join(
-        n if isinstance(n, str) else "\n" if n.tag == "br" else flat_text(n)
-        for n in block.children
+        n if isinstance(n, str) else "\n" if n.tag == "br" else flat_text(n) for n in block.children
     )
 
 
