@@ -178,7 +178,8 @@ def _facts(page: Any) -> dict[str, Any]:
           order: [...document.querySelectorAll('h2.sec-title, h3 a')].map(e => e.textContent),
           images: [...document.querySelectorAll('img')].map(i => ({
               alt: i.getAttribute('alt'), loaded: i.complete && i.naturalWidth > 0,
-              srcset: i.getAttribute('srcset'), cls: i.className,
+              srcset: i.getAttribute('srcset'),
+              cls: i.className || (i.closest('table.thumb') ? 'thumb' : ''),
               widthAttr: i.getAttribute('width'), heightAttr: i.getAttribute('height'),
               box: box(i)})),
           colBackground: getComputedStyle(document.querySelector('.col')).backgroundColor,

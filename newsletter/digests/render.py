@@ -197,12 +197,17 @@ def render_digest(
         f"{settings.base_url}/archive/{digest_id}" if digest_id else f"{settings.base_url}/archive"
     )
 
+    contexts: dict[int, dict[str, Any]] = {}
+
     def context(level: int) -> dict[str, Any]:
+        if level in contexts:
+            return contexts[level]
         entries, omitted = _entries_at(stories, level, settings.base_url, images)
         ctx = _context(settings, mailing_list, entries, now=now, view_url=view_url, omitted=omitted)
         ctx["subject"] = " ".join(templates.render(subject_t, ctx, folder).split())
         ctx["omitted"] = omitted
         ctx["shortened"] = sum(1 for e in entries if e["shortened"])
+        contexts[level] = ctx
         return ctx
 
     def raw_html(level: int) -> str:
