@@ -164,6 +164,10 @@ REFUSED = {
         {"subject.txt": "{{ ''.__class__.__mro__[1].__subclasses__() }}"},
         "subject.txt, line 1: access to attribute '__class__' of 'str' object is unsafe",
     ),
+    "extends-itself": (
+        {"body.html": '{% extends "body.html" %}{% block masthead %}{% endblock %}'},
+        "a template extends or includes itself",
+    ),
     "function-globals": (
         {
             "body.txt": EXTENDS_TEXT + "{% block masthead %}{{ cycler.__init__.__globals__ }}"
@@ -183,7 +187,7 @@ def test_refused_templates_exit_2_with_one_line_and_change_nothing(
     before = cli("lists", "list", "--json").stdout
     assert "template_dir" not in before
     for name, (files, reason) in REFUSED.items():
-        if name in ("address-in-a-comment", "function-globals"):
+        if name in ("address-in-a-comment", "function-globals", "extends-itself"):
             continue  # in-process below: a command costs seconds
         bad = folder(tmp_path, name, files)
         tries = [("lists", "create", name, "--name", "New", "--template-dir", str(bad))]

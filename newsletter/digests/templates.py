@@ -27,7 +27,6 @@ on every compose (check_output), and refused with one line naming the file and l
 from __future__ import annotations
 
 import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -125,9 +124,16 @@ def refusal(exc: TemplateError, folder: str | None) -> TemplateRefused:
         )
     if isinstance(exc, TemplateNotFound):
         return TemplateRefused(f"{_where(folder)}there is no template {exc.name!r} to use")
-    frame = _template_frame(sys.exc_info()[2] or exc.__traceback__)
+    frame = _template_frame(exc.__traceback__)
     at = f"{_short(frame[0], folder)}, line {frame[1]}: " if frame else ""
     return TemplateRefused(f"{_where(folder)}{at}{exc.message or exc.__class__.__name__}")
+
+
+def _loop(folder: str | None) -> TemplateRefused:
+    return TemplateRefused(
+        f"{_where(folder)}a template extends or includes itself; a list's body.html "
+        f'extends "{BUILTIN}/{KIND}/body.html" (and body.txt, subject.txt alike)'
+    )
 
 
 def load(env: SandboxedEnvironment, name: str, folder: str | None) -> Template:
@@ -135,6 +141,8 @@ def load(env: SandboxedEnvironment, name: str, folder: str | None) -> Template:
         return env.get_template(name)
     except TemplateError as exc:
         raise refusal(exc, folder) from None
+    except RecursionError:
+        raise _loop(folder) from None
 
 
 def render(template: Template, context: dict[str, object], folder: str | None) -> str:
@@ -144,6 +152,8 @@ def render(template: Template, context: dict[str, object], folder: str | None) -
         return template.render(context)
     except TemplateError as exc:
         raise refusal(exc, folder) from None
+    except RecursionError:
+        raise _loop(folder) from None
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
         frame = _template_frame(exc.__traceback__)
         at = f"{_short(frame[0], folder)}, line {frame[1]}: " if frame else ""
