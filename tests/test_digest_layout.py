@@ -54,6 +54,12 @@ OTHERS = [
     ("A Supercalifragilisticexpialidociouslylongunbrokenheadlinewordthatmustwrap", "Business",
      None, None),
 ]  # fmt: skip
+RICH_BODY = (
+    "<p>The harbour master reopened the port at dawn. What changes:</p>"
+    "<ul><li>Ferries run to the usual timetable</li>"
+    '<li>Fishing boats may leave from 6 am (<a href="https://harbour.example.org/notice">'
+    "the notice</a>)</li></ul>"
+)
 SECTIONS = ["Ukraine", "World", "Business"]  # first appearance, the lead's section counts
 
 
@@ -131,6 +137,7 @@ def digest(sqlite_db: str, media_server: Path) -> tuple[Preview, str]:
                 published_at=NOW - timedelta(hours=2),
             )
         )
+    drafts[1].body_html = RICH_BODY  # the unfiled story: a list and a link
     lead.published_at = NOW - timedelta(hours=2)
     with session_scope() as session:
         mlist = create_list(session, "daily", "The Daily Brief")
@@ -182,6 +189,7 @@ def _facts(page: Any) -> dict[str, Any]:
               cls: i.className || (i.closest('table.thumb') ? 'thumb' : ''),
               widthAttr: i.getAttribute('width'), heightAttr: i.getAttribute('height'),
               box: box(i)})),
+          items: [...document.querySelectorAll('li')].map(li => li.textContent),
           colBackground: getComputedStyle(document.querySelector('.col')).backgroundColor,
           leadColour: getComputedStyle(document.querySelector('h2 a')).color,
         };
@@ -251,6 +259,11 @@ def _check(facts: dict[str, Any], label: str, width: int, images: str, scheme: s
         "World", OTHERS[1][0], OTHERS[4][0],
         "Business", OTHERS[3][0], OTHERS[5][0],
     ], where  # fmt: skip
+    # The rich body's list, as a list.
+    assert facts["items"] == [
+        "Ferries run to the usual timetable",
+        "Fishing boats may leave from 6 am (the notice)",
+    ], where
     # Images: the lead full width of the column, two thumbnails, each with alt and 2x.
     shown = facts["images"]
     assert [i["cls"] for i in shown] == ["lead-img", "thumb", "thumb"], shown
@@ -288,6 +301,9 @@ def test_the_text_part_has_the_lead_then_the_sections_in_order(
     assert headings[1] < text.index(f"4. {OTHERS[1][0]}") < text.index(f"5. {OTHERS[4][0]}")
     assert headings[2] < text.index(f"6. {OTHERS[3][0]}") < text.index(f"7. {OTHERS[5][0]}")
     assert "<" not in text and media_url not in text  # no markup, no image URLs
+    # The rich body keeps its list as lines and its link as a reference.
+    assert "Ferries run to the usual timetable" in text
+    assert "https://harbour.example.org/notice" in text
 
 
 def test_the_digest_has_no_serious_accessibility_violations(
