@@ -229,7 +229,7 @@ def test_plain_text_is_escaped_into_paragraphs_and_lists(daily: str, tmp_path: P
 
 
 FEED = """<?xml version="1.0" encoding="utf-8"?>
-<feed xmlns="http://www.w3.org/2005/Atom">
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:media="http://search.yahoo.com/mrss/">
   <title>Example Science</title>
   <id>urn:uuid:feed</id>
   <updated>2026-11-24T12:00:00Z</updated>
@@ -241,15 +241,27 @@ ENTRY = """<entry>
     <title>{title}</title>
     <id>urn:uuid:{id}</id>
     <link href="https://science.example.org/{id}"/>
-    <updated>2026-11-24T12:00:00Z</updated>
+    <updated>2026-11-24T12:00:00Z</updated>{media}
     <content type="html">{content}</content>
   </entry>"""
 
 
-def feed(tmp_path: Path, *entries: tuple[str, str, str]) -> Path:
+def feed(
+    tmp_path: Path, *entries: tuple[str, str, str], media: dict[str, str] | None = None
+) -> Path:
+    """An Atom feed of (title, id, content HTML) entries; `media` gives an entry (by id)
+    a Media RSS image of its own."""
     path = tmp_path / "feed.atom"
+    images = media or {}
     body = "\n".join(
-        ENTRY.format(title=escape(title), id=ident, content=escape(html))
+        ENTRY.format(
+            title=escape(title),
+            id=ident,
+            content=escape(html),
+            media=f'\n    <media:content url="{images[ident]}" medium="image"/>'
+            if ident in images
+            else "",
+        )
         for title, ident, html in entries
     )
     path.write_text(FEED.format(entries=body))
@@ -280,6 +292,27 @@ def test_feed_content_keeps_its_structure_and_links_resolve_to_the_entry(
         "Cloud on Friday.",
         "[1] https://science.example.org/map",
     ]
+
+
+def test_a_feed_image_repeated_at_the_top_of_the_content_is_shown_once(
+    daily: str, tmp_path: Path
+) -> None:
+    comet, chart = "https://science.example.org/comet.jpg", "https://science.example.org/chart.png"
+    path = feed(
+        tmp_path,
+        ("Comet tonight", "comet", f'<p><img src="{comet}" alt="The comet"></p><p>Look west.</p>'),
+        ("Comet chart", "chart", f'<p><img src="{chart}" alt="Chart"></p><p>Look east.</p>'),
+        ("Comet gone", "gone", f'<p><img src="{chart}" alt="Chart"></p><p>Too late.</p>'),
+        media={"comet": comet, "chart": comet},
+    )
+    run("stories", "import-feed", str(path))
+    same = story("comet-tonight")
+    assert (same.image, same.body_html) == (comet, "<p>Look west.</p>")
+    other = story("comet-chart")  # an image of its own: the one in the text stays
+    assert other.image == comet
+    assert other.body_html == f'<p><img src="{chart}" alt="Chart"></p>\n<p>Look east.</p>'
+    gone = story("comet-gone")  # no image of its own: the one on top leads
+    assert (gone.image, gone.image_alt, gone.body_html) == (chart, "Chart", "<p>Too late.</p>")
 
 
 # Excerpts ------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ A story stored before bodies were rich (body_html == "") is excerpted from its t
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from markupsafe import Markup
@@ -38,12 +39,6 @@ MAIL_PARAGRAPHS = 3  # blocks: the lede and two more; the story page has the res
 SHORT_LEDE = 500  # characters of a lede kept when a story is cut to lede + link
 
 LEADS_ON = frozenset({"h3", "h4", "hr"})  # blocks that only make sense with what follows
-
-
-def _blocks(story: Story) -> list[Element]:
-    if story.body_html:
-        return rich.parse_blocks(story.body_html)
-    return rich.from_paragraphs(story_paragraphs(story)).blocks
 
 
 def _ends_on_colon(block: Element) -> bool:
@@ -108,18 +103,31 @@ def _short_lede(blocks: list[Element]) -> list[Element]:
     return [lede]
 
 
+@lru_cache(maxsize=1024)
+def _shown(body_html: str, paragraphs: tuple[str, ...], short: bool) -> tuple[str, str, list[str]]:
+    """The excerpt's HTML, text and text paragraphs. Cached: a digest's render tries
+    several shrink levels, each asking again for the same stories."""
+    if body_html:
+        blocks = rich.parse_blocks(body_html)
+    else:
+        blocks = rich.from_paragraphs(paragraphs).blocks
+    shown = _short_lede(blocks) if short else _excerpt(blocks, MAIL_PARAGRAPHS)
+    text = "\n\n".join(rich.blocks_text(shown))
+    return rich.blocks_html(shown), text, rich.blocks_text(shown, references=False)
+
+
 def story_entry(story: Story, base_url: str, *, short: bool) -> dict[str, Any]:
     """What the templates show of a story: full (a few blocks) or lede + link."""
-    blocks = _blocks(story)
-    shown = _short_lede(blocks) if short else _excerpt(blocks, MAIL_PARAGRAPHS)
+    old = () if story.body_html else tuple(story_paragraphs(story))
+    html, text, paragraphs = _shown(story.body_html or "", old, short)
     return {
         "title": story.title,
         "byline": f"By {story.author}" if story.author else "",
         "section": story.section,
         "image": None,
-        "paragraphs": rich.blocks_text(shown, references=False),
-        "html": Markup(rich.blocks_html(shown)),  # sanitised by blocks_html
-        "text": "\n\n".join(rich.blocks_text(shown)),
+        "paragraphs": list(paragraphs),
+        "html": Markup(html),  # sanitised by blocks_html
+        "text": text,
         "page_url": f"{base_url}/stories/{story.slug}",
         "source_url": story.url,
         "shortened": short,

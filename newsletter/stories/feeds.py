@@ -97,10 +97,9 @@ def _entry_draft(entry: Any, source: str) -> StoryDraft:
     when = entry.get("published_parsed") or entry.get("updated_parsed")
     published = datetime.fromtimestamp(timegm(when), UTC) if when else None
     image, image_alt = _entry_image(entry)
-    if image is None:
-        lead = body.take_lead_image()
-        if lead is not None:
-            image, image_alt = lead.attrs["src"], lead.attrs.get("alt") or None
+    lead = body.take_lead_image(image)
+    if lead is not None:
+        image, image_alt = lead.attrs["src"], lead.attrs.get("alt") or None
     return make_draft(
         source,
         title=title,

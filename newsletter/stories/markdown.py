@@ -6,7 +6,8 @@ The body is CommonMark rendered by markdown-it-py with raw HTML off: a "<script>
 The rendered HTML then goes the way every rich body goes (stories/rich.py): sanitised,
 cut into blocks, stored as body_html beside its plain text. Headings are the body's
 sub-headings (h3/h4); a leading "# Headline" is the title when the front matter has none,
-and an image alone at the top is the lead image when the front matter names none.
+and an image alone at the top is the lead image when the front matter names none (or
+names the same one: it is shown once).
 """
 
 from __future__ import annotations
@@ -67,11 +68,10 @@ def parse_markdown(text: str, source: str) -> StoryDraft:
     url = text_field(meta.get("url") or meta.get("link"))
     image = text_field(meta.get("image"))
     image_alt = text_field(meta.get("image_alt"))
-    if not image:
-        lead = rich_body.take_lead_image()
-        if lead is not None:
-            image = lead.attrs["src"]
-            image_alt = image_alt or lead.attrs.get("alt") or None
+    lead = rich_body.take_lead_image(image)
+    if lead is not None:
+        image = lead.attrs["src"]
+        image_alt = image_alt or lead.attrs.get("alt") or None
     rich_body = rich_body.with_lede(text_field(meta.get("lede") or meta.get("summary")))
     return make_draft(
         source,

@@ -525,16 +525,19 @@ class RichBody:
             return self
         return RichBody([Element("p", {}, [" ".join(lede.split())]), *self.blocks])
 
-    def take_lead_image(self) -> Element | None:
-        """A body that opens with an image on its own gives it up as the lead image."""
+    def take_lead_image(self, lead: str | None = None) -> Element | None:
+        """A body that opens with an image on its own gives it up as the lead image; with
+        a lead image named elsewhere, only that same image is taken (so it is not shown
+        twice, as feeds that repeat their media:content at the top of the text would)."""
         if not self.blocks:
             return None
         first = self.blocks[0]
         images = list(_find([first], "img"))
         words = _text_of(first.children) if first.tag == "p" else ""
         if first.tag in ("p", "figure") and len(images) == 1 and not words.strip():
-            self.blocks.pop(0)
-            return images[0]
+            if lead is None or images[0].attrs["src"] == lead:
+                self.blocks.pop(0)
+                return images[0]
         return None
 
 
