@@ -18,9 +18,16 @@ from newsletter.models import FeedSource, MailingList
 from newsletter.sources.poll import poll_feeds
 from newsletter.stories.drafts import StoryInputError
 from newsletter.stories.fetch import check_url
-from newsletter.subscriptions.lists import find_list
+from newsletter.subscriptions.lists import SLUG, find_list
 
 MAX_ID = 2**31 - 1  # ids are PostgreSQL integers
+
+
+def _find_list(session: Session, slug: str | None) -> MailingList:
+    """find_list, with a name no list can have (control characters…) simply not found."""
+    if slug and not SLUG.match(slug.strip()):
+        raise NotFound("list", f"There is no newsletter called {slug[:64]!r}.")
+    return find_list(session, slug)
 
 
 def feed_record(source: FeedSource, list_slug: str) -> dict[str, Any]:
@@ -45,7 +52,7 @@ def add_feed(
         url = check_url(url)
     except StoryInputError as exc:
         raise InvalidInput("url", exc.message) from None
-    mlist = find_list(session, list_slug)
+    mlist = _find_list(session, list_slug)
     known = session.scalar(
         select(FeedSource.id).where(FeedSource.list_id == mlist.id, FeedSource.url == url)
     )
@@ -64,7 +71,7 @@ def list_feeds(
         MailingList, FeedSource.list_id == MailingList.id
     )
     if list_slug:
-        query = query.where(FeedSource.list_id == find_list(session, list_slug).id)
+        query = query.where(FeedSource.list_id == _find_list(session, list_slug).id)
     rows = session.execute(query.order_by(FeedSource.id))
     return Done([feed_record(source, slug) for source, slug in rows])
 

@@ -53,6 +53,8 @@ READ_SECONDS = 20.0
 DEADLINE_SECONDS = 30.0  # the whole exchange: a server dripping bytes is cut off here
 MAX_URL = 2000
 USER_AGENT = f"newsletter/{__version__} (story fetcher)"
+# What an API schema promises of an address (check_url says why one is refused).
+URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f]+$"
 URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 # Blocks whose text is one paragraph of the story's plain text.
@@ -94,7 +96,7 @@ def check_url(url: str) -> str:
         raise StoryInputError(shown, "is not a valid web address") from None
     if parts.scheme.lower() not in SCHEMES:
         raise StoryInputError(shown, "only http:// and https:// addresses can be fetched")
-    if not parts.hostname or re.search(r"\s", url):
+    if not parts.hostname or re.search(r"[\s\x00-\x1f\x7f]", url):
         raise StoryInputError(shown, "is not a valid web address")
     return url
 

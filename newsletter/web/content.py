@@ -20,10 +20,12 @@ from newsletter.digests.archive import archived_digest, archived_digests
 from newsletter.sending import actions as sending
 from newsletter.stories import actions as stories
 from newsletter.stories.drafts import MAX_BYTES
+from newsletter.stories.fetch import URL_PATTERN
 from newsletter.stories.store import (
     get_story,
     story_paragraphs,
 )
+from newsletter.subscriptions.lists import SLUG
 from newsletter.web.api import MAX_ID, call
 from newsletter.web.auth import require_admin
 from newsletter.web.pages import page
@@ -89,7 +91,7 @@ URL = Annotated[
     Field(
         min_length=1,
         max_length=2000,
-        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$",
+        pattern=URL_PATTERN,
         description="A news page's http(s) address: its article becomes a story",
         examples=["https://news.example.com/world/2023/03/07/bakhmut"],
     ),
@@ -106,7 +108,9 @@ class StoriesFromPages(BaseModel):
 
     url: URL | None = None
     urls: list[URL] | None = Field(None, min_length=1, max_length=MAX_URLS)
-    list_slug: str | None = Field(None, alias="list", min_length=1, max_length=64)
+    list_slug: str | None = Field(
+        None, alias="list", min_length=1, max_length=64, pattern=SLUG.pattern
+    )
 
     @model_validator(mode="after")
     def _some_url(self) -> StoriesFromPages:
@@ -158,7 +162,7 @@ PAGES_BODY = {
 )
 async def post_stories(
     request: Request,
-    list: str | None = Query(None, max_length=64),  # noqa: A002
+    list: str | None = Query(None, max_length=64, pattern=SLUG.pattern),  # noqa: A002
 ) -> JSONResponse:
     """Stories from news pages (JSON {"url": …} or {"urls": [...]}, with "list": each page
     fetched and its article extracted, all before any is stored, in the order given),

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from newsletter.sources import actions
+from newsletter.stories.fetch import URL_PATTERN
+from newsletter.subscriptions.lists import SLUG
 from newsletter.web.api import Id, call
 from newsletter.web.auth import require_admin
 
@@ -20,16 +22,21 @@ class FeedIn(BaseModel):
     url: str = Field(
         min_length=1,
         max_length=2000,
-        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$",
+        pattern=URL_PATTERN,
         description="An RSS or Atom feed's http(s) address",
         examples=["https://news.example.com/feed.xml"],
     )
-    list: str = Field(min_length=1, max_length=64, description="The list its entries are for")
+    list: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=SLUG.pattern,
+        description="The list its entries are for",
+    )
 
 
 @router.get("")
 def get_feeds(
-    list: str | None = Query(None, min_length=1, max_length=64),  # noqa: A002
+    list: str | None = Query(None, min_length=1, max_length=64, pattern=SLUG.pattern),  # noqa: A002
 ) -> list[dict[str, Any]]:
     """Registered feeds with when each was last polled and how that went."""
     return call(actions.list_feeds, list)
