@@ -24,6 +24,7 @@ from newsletter.db import session_scope
 from newsletter.digests.compose import compose_digest
 from newsletter.digests.entries import MAIL_PARAGRAPHS, SHORT_LEDE, story_entry
 from newsletter.models import MailingList, Story
+from newsletter.stories.drafts import make_draft
 from newsletter.stories.store import get_story, story_paragraphs
 from newsletter.subscriptions.lists import create_list
 from tests.services import AppProcesses
@@ -507,6 +508,18 @@ def problems(html: str, *, style_attributes: bool = False) -> list[str]:
     check.feed(html)
     check.close()
     return check.problems
+
+
+def test_body_html_from_any_way_in_is_sanitised_before_it_is_stored() -> None:
+    """Other ways in (a web page's article, a feed poller) hand make_draft their HTML."""
+    draft = make_draft(
+        "https://news.example.com/page",
+        title="Direct",
+        paragraphs=["Words."],
+        body_html='<p onclick="alert(1)" style="color:red">Words <a href="javascript:alert(2)">'
+        "here</a>.</p><script>alert(3)</script><iframe src='https://evil.example'></iframe>",
+    )
+    assert draft.body_html == '<p>Words <a rel="noopener noreferrer">here</a>.</p>'
 
 
 def test_hostile_markup_never_survives(web: str, tmp_path: Path) -> None:

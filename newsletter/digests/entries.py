@@ -79,10 +79,10 @@ def _up_to_colon(block: Element) -> Element:
 def _short_lede(blocks: list[Element]) -> list[Element]:
     """The lede (the first block with words, not a heading) cut at a sentence end within
     SHORT_LEDE characters; a lede leading into a list keeps the list."""
-    ledes = [i for i, b in enumerate(blocks) if b.tag not in LEADS_ON and rich.block_text(b)]
-    if not ledes:
+    ledes = (i for i, b in enumerate(blocks) if b.tag not in LEADS_ON and rich.block_text(b))
+    at = next(ledes, None)
+    if at is None:
         return blocks[:1]
-    at = ledes[0]
     lede = blocks[at]
     if lede.tag in rich.LISTS or lede.tag == "figure":
         return [lede]

@@ -1,7 +1,9 @@
 """A story parsed and checked, before anything is written: the shape every format yields.
 
 Text is kept exactly as written (quotes, curly quotation marks, emoji, any "<script>" a
-writer typed): it is data, escaped wherever it meets HTML, never markup of ours.
+writer typed): it is data, escaped wherever it meets HTML, never markup of ours. The one
+piece of markup, body_html, is sanitised here whoever made it (stories/rich.py), so no
+way in can store a script.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from newsletter.errors import InvalidInput
+from newsletter.stories.rich import sanitise
 
 MAX_TITLE = 500
 
@@ -170,7 +173,7 @@ def make_draft(
         image=_check_url(image, "image", source),
         guid=guid[:2000] if guid else None,
         published_at=parse_published(published, source),
-        body_html=body_html,
+        body_html=sanitise(body_html) if body_html else "",
         image_alt=" ".join(image_alt.split()) if image_alt else None,
         image_credit=" ".join(image_credit.split()) if image_credit else None,
         section=" ".join(section.split()) if section else None,

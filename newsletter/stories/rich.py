@@ -301,8 +301,11 @@ def _list_item(nodes: list[Node]) -> Element:
             assert isinstance(node, Element)
             flush()
             for block in _blocks(node.children if tag != "p" else [node]):
-                run.extend(block.children if block.tag not in LISTS else [block])
-                flush()
+                if block.tag in LISTS:
+                    children.append(block)
+                else:
+                    run.extend(block.children)
+                    flush()
         else:
             run.append(node)
     flush()
@@ -477,9 +480,13 @@ def block_text(block: Element, refs: References | None = None) -> str:
     if block.tag in LISTS:
         return _list_text(block, refs)
     if block.tag == "blockquote":
-        inner = [t for t in (block_text(b, refs) for b in block.children if isinstance(b, Element))]
-        quoted = "\n>\n".join(t for t in inner if t)
-        return "\n".join(f"> {line}" for line in quoted.split("\n")).replace("> >\n", ">\n")
+        lines: list[str] = []
+        for inner in block.children:
+            text = block_text(inner, refs) if isinstance(inner, Element) else ""
+            if text:
+                lines.extend([">"] if lines else [])
+                lines.extend(f"> {line}" for line in text.split("\n"))
+        return "\n".join(lines)
     if block.tag == "pre":
         return re.sub(r"\n\s*\n", "\n", _text_of(block.children))
     if block.tag == "hr":
