@@ -427,6 +427,13 @@ def test_story_page_shows_the_rich_body(web: str, tmp_path: Path) -> None:
     assert "<h3>Repairs</h3>" in page.text
     assert 'alt="A fallen tree across Mill Road"' in page.text
     assert "Photo: Jonas Berg / Example News" in page.text
+    # A story stored before bodies were rich is shown from its paragraphs, escaped.
+    add_file(tmp_path, "old.txt", "Old story\n\nThe lede <b>as typed</b>.\n\nSecond.\n")
+    with session_scope() as session:
+        session.execute(update(Story).where(Story.slug == "old-story").values(body_html=""))
+    old = httpx.get(f"{web}/stories/old-story", timeout=10).text
+    assert '<p class="lede">The lede &lt;b&gt;as typed&lt;/b&gt;.</p>' in old
+    assert "<p>Second.</p>" in old
 
 
 # Hostile markup ----------------------------------------------------------------------------
