@@ -201,6 +201,10 @@ def test_files_and_pages_are_stored_in_the_order_given_the_first_leading(
     # The headline on top of the article is the title, not the lede.
     assert trains.lede.startswith("The night train between the capital and the coast")
     assert "<h3>Tickets from 39 euros</h3>" in trains.body_html
+    # A link in the article points at the site, not at a path that means nothing in a mail.
+    assert f'<a href="{site.base}/timetables/coast" rel="noopener noreferrer">timetable</a>' in (
+        trains.body_html
+    )
     for chrome in ("cookies", "Subscribe", "Transport Section", "Most read", "Ferry fares"):
         assert chrome not in trains.body + trains.lede + trains.body_html
 

@@ -6,8 +6,10 @@ operator gave (a StoryInputError: CLI exit 2, HTTP 422), never a traceback.
 
 trafilatura finds the article in the page: the headline, byline and date from the
 page's metadata, the body without the navigation, sign-up banners, share buttons,
-related links, comments and footer around it. The body is kept twice, as a sanitised
-HTML subset (rich.sanitise) and as plain paragraphs, the first of which is the lede.
+related links, comments and footer around it. Its body then goes the way of every rich
+body (rich.from_html): the sanitised HTML subset and the plain text of the same blocks,
+whose first paragraph is the lede; a headline repeated on top of it and the lead image
+repeated in it are dropped, and a "body" that is mostly links (a menu) is no article.
 The lead image, its alt text and the canonical address come from the page's own
 metadata (og:, twitter:, <link rel="canonical">), which says what the site means to
 share more reliably than any guess over its markup; the canonical address is the
@@ -35,6 +37,7 @@ import lxml.html
 from lxml import etree
 
 from newsletter import __version__
+from newsletter.stories import rich
 from newsletter.stories.drafts import (
     MAX_BYTES,
     StoryDraft,
@@ -42,7 +45,7 @@ from newsletter.stories.drafts import (
     make_draft,
     parse_published,
 )
-from newsletter.stories.rich import sanitise
+from newsletter.stories.rich import Element, RichBody
 
 SCHEMES = ("http", "https")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -52,15 +55,12 @@ CONNECT_SECONDS = 10.0
 READ_SECONDS = 20.0
 DEADLINE_SECONDS = 30.0  # the whole exchange: a server dripping bytes is cut off here
 MAX_URL = 2000
+MIN_ARTICLE_CHARS = 40  # of text outside links: less is a page of links, not a story
 USER_AGENT = f"newsletter/{__version__} (story fetcher)"
 # What an API schema promises of an address (check_url says why one is refused).
 URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f]+$"
 URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
-# Blocks whose text is one paragraph of the story's plain text.
-TEXT_BLOCKS = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6", "li", "pre", "blockquote"})
-# rich.sanitise keeps h3 and h4 only: a page's headings are mapped onto them first.
-HEADINGS = {"h1": "h3", "h2": "h3", "h3": "h3", "h4": "h4", "h5": "h4", "h6": "h4"}
 ARTICLE_TYPES = ("Article", "NewsArticle", "ReportageNewsArticle", "BlogPosting", "Report")
 
 
@@ -242,7 +242,12 @@ def extract_story(page: Fetched, source: str) -> StoryDraft:
         raise StoryInputError(source, "has no article text that could be found")
     metadata = extract_metadata(html, page.url)
     title = metadata.title or meta.get("title") or ""
-    body_html, paragraphs = _body(body, meta.get("image"), title)
+    image = meta.get("image") or _http_url(metadata.image, page.url)
+    image_alt = meta.get("image_alt")
+    rich_body, opening = _body(body, image, title, page.url)
+    if image is None and opening is not None:  # a page without og:image: its first picture
+        image, image_alt = opening.attrs.get("src"), opening.attrs.get("alt")
+    paragraphs = rich_body.paragraphs
     if not paragraphs:
         raise StoryInputError(source, "has no article text that could be found")
     author = metadata.author or meta.get("author")
@@ -254,10 +259,10 @@ def extract_story(page: Fetched, source: str) -> StoryDraft:
         guid=meta["url"],
         author=_cut(author.replace("; ", ", "), 200) if author else None,
         published=_published(meta.get("published"), metadata.date),
-        image=meta.get("image"),
-        image_alt=_cut(meta.get("image_alt"), 500),
+        image=image,
+        image_alt=_cut(image_alt, 500),
         section=_cut(meta.get("section"), 100),
-        body_html=body_html,
+        body_html=rich_body.html,
     )
 
 
@@ -281,8 +286,12 @@ def _cut(value: str | None, limit: int) -> str | None:
     return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
 
 
-def _body(html: str, lead_image: str | None, title: str) -> tuple[str, list[str]]:
-    """The extracted body as the sanitised HTML subset and as plain paragraphs."""
+def _body(
+    html: str, lead_image: str | None, title: str, base: str
+) -> tuple[RichBody, Element | None]:
+    """The extracted body as the project's rich body (rich.py: sanitised HTML blocks and
+    the plain text of the same blocks), and the picture it opened with when that is the
+    lead image (or the only candidate for one)."""
     root = lxml.html.fromstring(f"<div>{_inner_body(html)}</div>")
     headline = " ".join(title.split()).casefold()
     for child in list(root.iterchildren()):
@@ -293,24 +302,17 @@ def _body(html: str, lead_image: str | None, title: str) -> tuple[str, list[str]
             break
         if text == headline:
             child.drop_tree()
-    for img in list(root.iter("img")):
-        # The lead image is shown above the story; the same picture in the body would be
-        # shown twice. A picture with no http(s) source cannot be shown at all.
-        src = (img.get("src") or "").strip()
-        if src == lead_image or not src.startswith(("http://", "https://")):
-            img.drop_tree()
-    for element in root.iter(*HEADINGS):
-        element.tag = HEADINGS[str(element.tag)]
-    paragraphs: list[str] = []
-    for element in root.iter(*TEXT_BLOCKS):
-        if any(True for _ in element.iterdescendants(*TEXT_BLOCKS)):
-            continue  # its own blocks are the paragraphs
-        text = " ".join(element.text_content().split())
-        if text:
-            paragraphs.append(text)
-    inner = "".join(lxml.html.tostring(child, encoding="unicode") for child in root.iterchildren())
-    inner = escape(root.text or "", quote=False) + inner
-    return sanitise(inner).strip(), paragraphs
+    words = len(" ".join(root.text_content().split()))
+    linked = sum(len(" ".join(a.text_content().split())) for a in root.iter("a"))
+    if words - linked < MIN_ARTICLE_CHARS:  # a menu or a list of links is no article
+        return RichBody([]), None
+    inner = escape(root.text or "", quote=False) + "".join(
+        lxml.html.tostring(child, encoding="unicode") for child in root.iterchildren()
+    )
+    body = rich.from_html(inner, base)
+    # The lead image is shown above the story: the same picture on top of the body
+    # would be shown twice.
+    return body, body.take_lead_image(lead_image)
 
 
 def _inner_body(html: str) -> str:
