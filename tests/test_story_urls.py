@@ -8,6 +8,7 @@ had on top, share buttons, related stories, comments, footer, og: tags and JSON-
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -22,11 +23,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import func, select
 
 from newsletter.cli import main
 from newsletter.db import session_scope
-from newsletter.models import MailingList, Story
+from newsletter.models import MailingList, Media, Story
 from newsletter.stories.store import story_paragraphs
 from newsletter.subscriptions.lists import create_list
 from tests.services import free_port
@@ -78,6 +80,15 @@ class Site:
         return self.base + path
 
 
+IMAGES_AT = b"https://news.example.com/img/"
+
+
+def _photo(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 110, 70)).save(out, "JPEG")
+    return out.getvalue()
+
+
 @pytest.fixture
 def site() -> Iterator[Site]:
     state = Site()
@@ -103,7 +114,10 @@ def site() -> Iterator[Site]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.base = f"http://127.0.0.1:{server.server_address[1]}"
-    state.page("/world/bakhmut", (PAGES / "bakhmut.html").read_bytes())
+    # The page's pictures are served by this site too: nothing outside is fetched.
+    page = (PAGES / "bakhmut.html").read_bytes()
+    state.page("/world/bakhmut", page.replace(IMAGES_AT, state.base.encode() + b"/img/"))
+    state.page("/img/2023/03/bakhmut-trench.jpg", _photo(1200, 675), "image/jpeg")
     state.page("/transport/trains", (PAGES / "night-trains.html").read_bytes())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -138,7 +152,7 @@ def assert_is_the_report(story: Story) -> None:
     assert story.author == "Marta Kovalenko"
     assert story.published_at.isoformat() == "2023-03-07T06:15:00+00:00"
     assert story.url == CANONICAL and story.guid == CANONICAL
-    assert story.image == "https://news.example.com/img/2023/03/bakhmut-trench.jpg"
+    assert (story.image or "").endswith("/img/2023/03/bakhmut-trench.jpg")
     assert story.image_alt == "Ukrainian soldiers in a trench west of Bakhmut"
     assert story.section == "Europe"
     assert story_paragraphs(story) == REPORT
@@ -165,7 +179,11 @@ def test_a_news_page_becomes_the_article_without_the_site_around_it(daily: str, 
     assert_is_the_report(story)
     with session_scope() as session:
         daily_id = session.scalar(select(MailingList.id).where(MailingList.slug == daily))
+        # Its lead image was fetched once and resized for e-mail.
+        media = session.get(Media, story.image_media_id)
+        assert media is not None and (media.width, media.height) == (600, 338)
     assert story.list_id == daily_id
+    assert "warning" not in result.output
 
 
 def test_files_and_pages_are_stored_in_the_order_given_the_first_leading(

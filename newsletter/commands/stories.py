@@ -33,6 +33,8 @@ def stories_add(inputs: tuple[str, ...], list_slug: str | None, as_json: bool) -
         click.echo(f"added {record['slug']}: {record['title']}")
     for source in report["skipped"]:
         click.echo(f"skipped {source}: already stored")
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{len(report['added'])} added, {len(report['skipped'])} already stored")
 
 
@@ -49,6 +51,8 @@ def stories_import_feed(url_or_file: str, list_slug: str | None, as_json: bool) 
         return
     for record in report["added"]:
         click.echo(f"added {record['slug']}")
+    for warning in report["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{report['feed']}: {len(report['added'])} added, {len(report['skipped'])} already "
         f"stored of {report['entries']} entries"

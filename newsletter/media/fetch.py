@@ -33,6 +33,7 @@ from newsletter.media.names import KEY_LENGTH, stored_names
 from newsletter.media.process import BadImage, prepare
 from newsletter.media.store import MediaStore, store_for
 from newsletter.models import Media
+from newsletter.netnames import never_resolves
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_URL = 2000  # Story.image's length
@@ -74,6 +75,8 @@ def _check_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ImageRefused(url, "only http:// and https:// addresses are fetched")
+    if never_resolves(parts.hostname):
+        raise ImageRefused(url, f"{parts.hostname} is a reserved example name, not a real site")
 
 
 def download(url: str, client: httpx.Client | None = None) -> tuple[bytes, str]:

@@ -25,6 +25,7 @@ import dns.resolver
 from cryptography.hazmat.primitives import serialization
 
 from newsletter.mail.dkim import DkimKey
+from newsletter.netnames import never_resolves
 from newsletter.preflight.findings import Finding, passed, problem
 
 TIMEOUT_SECONDS = 2.0  # one server's answer to one query
@@ -33,18 +34,13 @@ TWO_LABEL_SUFFIXES = frozenset(
     {"co.uk", "org.uk", "ac.uk", "gov.uk", "com.au", "net.au", "org.au", "co.nz", "co.jp",
      "com.br", "co.za", "com.cn", "co.in", "com.mx", "com.tr", "co.il"}
 )  # fmt: skip
-RESERVED = ("example", "test", "invalid", "localhost", "local")  # RFC 2606, 6761, 6762
-RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+LOCAL_TLDS = ("localhost", "local")  # RFC 6761, 6762
 
 
 def reserved(domain: str) -> bool:
-    """Names that are never published in the public DNS (RFC 2606/6761)."""
+    """Names that are never published in the public DNS (RFC 2606/6761/6762)."""
     d = domain.lower().rstrip(".")
-    return (
-        "." not in d
-        or d.rsplit(".", 1)[-1] in RESERVED
-        or any(d == r or d.endswith("." + r) for r in RESERVED_DOMAINS)
-    )
+    return "." not in d or d.rsplit(".", 1)[-1] in LOCAL_TLDS or never_resolves(d)
 
 
 def organisational(domain: str) -> str:

@@ -34,6 +34,7 @@ from newsletter.models import FeedSource, MailingList, utcnow
 from newsletter.stories.drafts import StoryInputError
 from newsletter.stories.feeds import MAX_FEED_BYTES, parse_feed
 from newsletter.stories.fetch import Fetched, fetch, http_client
+from newsletter.stories.images import attach_images
 from newsletter.stories.store import store_stories
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def poll_feeds(
         answers = list(pool.map(lambda ask: _get(client, *ask), asks))
     now = now or utcnow()
     outcomes = [
-        _store(session, source, mlist, answer, now)
+        _store(session, settings, source, mlist, answer, now)
         for (source, mlist), answer in zip(rows, answers, strict=True)
     ]
     session.flush()
@@ -119,6 +120,7 @@ def _problem(exc: StoryInputError, url: str) -> str:
 
 def _store(
     session: Session,
+    settings: Settings,
     source: FeedSource,
     mlist: MailingList,
     answer: Fetched | str,
@@ -136,9 +138,12 @@ def _store(
                 _, drafts = parse_feed(answer.body, url)
                 report = store_stories(session, drafts, mlist, now=now)
                 added = len(report.added)
+                skipped_images = attach_images(session, settings, report.added)
                 source.etag = _kept(answer.headers.get("etag"), MAX_ETAG)
                 source.last_modified = _kept(answer.headers.get("last-modified"), MAX_LAST_MODIFIED)
                 status = f"{added} new of {len(drafts)} entries"
+                if skipped_images:
+                    status += f"; {len(skipped_images)} images skipped ({skipped_images[0]})"
             source.last_status = status[:MAX_STATUS]
             source.last_polled_at = now
     except StoryInputError as exc:

@@ -14,6 +14,7 @@ from newsletter.effects import Done
 from newsletter.stories.drafts import StoryDraft, StoryInputError
 from newsletter.stories.feeds import import_feed as read_and_store_feed
 from newsletter.stories.fetch import fetch_story, http_client, is_url
+from newsletter.stories.images import attach_images
 from newsletter.stories.parse import parse_story_bytes, parse_story_file
 from newsletter.stories.store import (
     StoreReport,
@@ -24,10 +25,16 @@ from newsletter.stories.store import (
 )
 
 
-def _report(report: StoreReport, settings: Settings, list_slug: str | None) -> dict[str, Any]:
+def _report(
+    session: Session, report: StoreReport, settings: Settings, list_slug: str | None
+) -> dict[str, Any]:
+    """The stories added (their lead images fetched and resized now), the ones already
+    stored, and a warning per image that could not be had."""
+    warnings = attach_images(session, settings, report.added)
     return {
         "added": [story_record(s, settings.base_url, list_slug) for s in report.added],
         "skipped": list(report.skipped),
+        "warnings": warnings,
     }
 
 
@@ -51,7 +58,7 @@ def add_files(
             else:
                 drafts.extend(parse_story_file(Path(item)))
     report = store_stories(session, drafts, mailing_list)
-    return Done(_report(report, settings, list_slug))
+    return Done(_report(session, report, settings, list_slug))
 
 
 def add_urls(
@@ -74,7 +81,8 @@ def add_body(
     """A story sent as a request body (JSON, Markdown or plain text)."""
     drafts = parse_story_bytes(data, "request body", fmt)
     mailing_list = find_list_or_none(session, list_slug)
-    return Done(_report(store_stories(session, drafts, mailing_list), settings, list_slug))
+    report = store_stories(session, drafts, mailing_list)
+    return Done(_report(session, report, settings, list_slug))
 
 
 def import_feed(
@@ -82,7 +90,7 @@ def import_feed(
 ) -> Done[dict[str, Any]]:
     """An RSS or Atom feed's entries, skipping those already stored."""
     result = read_and_store_feed(session, url_or_file, list_slug)
-    value = _report(result.report, settings, list_slug)
+    value = _report(session, result.report, settings, list_slug)
     return Done({"feed": result.title, "entries": result.entries, **value})
 
 

@@ -37,6 +37,7 @@ import lxml.html
 from lxml import etree
 
 from newsletter import __version__
+from newsletter.netnames import never_resolves
 from newsletter.stories import rich
 from newsletter.stories.drafts import (
     MAX_BYTES,
@@ -130,6 +131,9 @@ def fetch(
     """
     source = source or url
     url = check_url(url)
+    host = urlsplit(url).hostname or ""
+    if never_resolves(host):
+        raise StoryInputError(source, f"{host} is a reserved example name, not a site")
     started = time.monotonic()
     try:
         with client.stream("GET", url, headers=dict(headers or {})) as response:
