@@ -387,3 +387,16 @@ def test_a_real_worker_and_beat_poll_a_registered_feed(
         assert stored() == [("Markets hold steady", "daily")]
     finally:
         app.stop()
+
+
+def test_an_entry_without_a_headline_is_skipped_and_the_rest_are_stored(
+    lists: tuple[str, str], feeds_site: FeedSite
+) -> None:
+    """A feed is someone else's: one broken entry must not hold back the others at every
+    poll. The feed's status says what was skipped."""
+    feeds_site.feeds["/mixed.xml"] = Feed(rss(("m-1", "Harbour reopens"), ("m-2", " ")))
+    assert run("feeds", "add", feeds_site.url("/mixed.xml"), "--list", "daily").exit_code == 0
+    assert poll()["added"] == 1
+    assert stored() == [("Harbour reopens", "daily")]
+    status = status_of(feeds_site.url("/mixed.xml"))["last_status"]
+    assert status.startswith("1 new of 1 entries; 1 skipped (entry 2: has no headline"), status

@@ -115,7 +115,11 @@ def _get(client: httpx.Client, feed_id: int, url: str, headers: dict[str, str]) 
 
 def _problem(exc: StoryInputError, url: str) -> str:
     """The message without the feed's URL in front: the record names the feed already."""
-    return exc.message.removeprefix(url).lstrip(": ") or exc.message
+    return _problem_text(exc.message, url)
+
+
+def _problem_text(message: str, url: str) -> str:
+    return message.removeprefix(url).lstrip(": ") or message
 
 
 def _store(
@@ -135,13 +139,16 @@ def _store(
             elif answer.status == 304:
                 status = "not modified"
             else:
-                _, drafts = parse_feed(answer.body, url)
+                bad: list[str] = []
+                _, drafts = parse_feed(answer.body, url, bad)
                 report = store_stories(session, drafts, mlist, now=now)
                 added = len(report.added)
                 skipped_images = attach_images(session, settings, report.added)
                 source.etag = _kept(answer.headers.get("etag"), MAX_ETAG)
                 source.last_modified = _kept(answer.headers.get("last-modified"), MAX_LAST_MODIFIED)
                 status = f"{added} new of {len(drafts)} entries"
+                if bad:
+                    status += f"; {len(bad)} skipped ({_problem_text(bad[0], url)})"
                 if skipped_images:
                     status += f"; {len(skipped_images)} images skipped ({skipped_images[0]})"
             source.last_status = status[:MAX_STATUS]

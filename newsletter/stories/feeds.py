@@ -61,8 +61,14 @@ def read_feed_source(url_or_file: str) -> bytes:
         raise StoryInputError(url_or_file, f"cannot be read ({exc.strerror})") from None
 
 
-def parse_feed(data: bytes, source: str) -> tuple[str, list[StoryDraft]]:
-    """The feed's title and its entries as drafts; a feed that does not parse is refused."""
+def parse_feed(
+    data: bytes, source: str, problems: list[str] | None = None
+) -> tuple[str, list[StoryDraft]]:
+    """The feed's title and its entries as drafts; a feed that does not parse is refused.
+
+    An entry that cannot be a story (no headline, say) refuses the whole feed, unless a
+    `problems` list is given (the poller: one bad entry must not hold the others back
+    at every poll): then it is skipped and its reason appended there."""
     if not data.strip():
         raise StoryInputError(source, "is empty")
     if len(data) > MAX_FEED_BYTES:
@@ -74,10 +80,15 @@ def parse_feed(data: bytes, source: str) -> tuple[str, list[StoryDraft]]:
         detail = f" ({str(why).splitlines()[0]})" if why else ""
         raise StoryInputError(source, f"does not parse as an RSS or Atom feed{detail}")
     title = parsed.feed.get("title", "") or source
-    drafts = [
-        _entry_draft(entry, f"{source} entry {n}") for n, entry in enumerate(parsed.entries, 1)
-    ]
-    return title, [d for d in drafts if d is not None]
+    drafts = []
+    for n, entry in enumerate(parsed.entries, 1):
+        try:
+            drafts.append(_entry_draft(entry, f"{source} entry {n}"))
+        except StoryInputError as exc:
+            if problems is None:
+                raise
+            problems.append(exc.message)
+    return title, drafts
 
 
 def _entry_draft(entry: Any, source: str) -> StoryDraft:
