@@ -143,3 +143,22 @@ def test_digest_draft_over_the_api_and_the_archive(client: TestClient) -> None:
     assert HEADLINE in issue.text
     assert 'href="/stories/ukraine-vows-to-defend-bakhmut-as-russian-grip-tightens"' in issue.text
     assert client.get("/archive/999999").status_code == 404
+
+
+def test_the_archive_teaser_reads_as_text_without_reference_numbers(client: TestClient) -> None:
+    """A lede with a link is stored with a numbered reference for the mail's text part;
+    the archive page shows the words a reader reads, not "[1]"."""
+    story = (
+        b"---\ntitle: Power back in the east\n---\n\n"
+        b"Crews restored power overnight; see the [outage map](https://grid.example.org/map).\n"
+    )
+    post_story(client, story, "text/markdown")
+    created = client.post("/api/digests", json={"list": "daily"}, headers=AUTH)
+    assert created.status_code == 201, created.text
+    with session_scope() as session:
+        row = session.get(Digest, created.json()["id"])
+        assert row is not None
+        row.status = DigestStatus.sent
+    issue = client.get(f"/archive/{created.json()['id']}")
+    assert "Crews restored power overnight; see the outage map." in issue.text
+    assert "[1]" not in issue.text

@@ -14,6 +14,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.models import MailingList, Story, utcnow
+from newsletter.stories import rich
 from newsletter.stories.drafts import StoryDraft
 from newsletter.stories.parse import parse_story_file
 from newsletter.subscriptions.lists import find_list
@@ -131,13 +132,21 @@ def story_paragraphs(story: Story) -> list[str]:
     return [story.lede, *rest] if story.lede else rest
 
 
+def reading_paragraphs(story: Story) -> list[str]:
+    """The story as a reader reads it in plain text: lists as lists, links without their
+    reference numbers (a teaser, a count), from the rich body when there is one."""
+    if story.body_html:
+        return rich.blocks_text(rich.parse_blocks(story.body_html), references=False)
+    return story_paragraphs(story)
+
+
 def story_record(story: Story, base_url: str, list_slug: str | None = None) -> dict[str, Any]:
     return {
         "id": story.id,
         "slug": story.slug,
         "title": story.title,
         "lede": story.lede,
-        "paragraphs": len(story_paragraphs(story)),
+        "paragraphs": len(reading_paragraphs(story)),
         "url": story.url,
         "author": story.author,
         "image": story.image,

@@ -23,6 +23,7 @@ from newsletter.stories.drafts import MAX_BYTES
 from newsletter.stories.fetch import URL_PATTERN
 from newsletter.stories.store import (
     get_story,
+    reading_paragraphs,
     story_paragraphs,
 )
 from newsletter.subscriptions.lists import SLUG
@@ -68,7 +69,7 @@ def archive_digest(request: Request, digest_id: int) -> HTMLResponse:
         if found is None:
             raise HTTPException(404, "There is no sent digest with this number.")
         digest, stories = found
-        entries = [(s, story_paragraphs(s)[:1]) for s in stories]
+        entries = [(s, reading_paragraphs(s)[:1]) for s in stories]
         return page(request, "archive_digest.html", digest=digest, entries=entries)
 
 
