@@ -59,3 +59,26 @@ def test_periods_follow_the_list_time_zone() -> None:
     now = datetime(2026, 7, 1, 5, 30, tzinfo=UTC)  # 07:30 in Berlin (summer time)
     key, due = due_period("0 7 * * *", "Europe/Berlin", now)
     assert key == "2026-07-01T07:00+0200" and due == datetime(2026, 7, 1, 5, 0, tzinfo=UTC)
+
+
+def test_a_scheduled_send_the_preflight_blocks_stays_a_draft_with_the_reason(
+    sqlite_db: str,
+) -> None:
+    """Production with a From address at a placeholder domain: `digest send` would
+    refuse, so beat does too; the period's digest is kept as a draft saying why, and is
+    not tried again by itself."""
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    _setup(day + timedelta(hours=6))
+    started: list[int] = []
+    settings = get_settings().model_copy(update={"env": "production"})
+    at = day + timedelta(hours=7, minutes=1)
+    assert run_due_schedules(settings, lambda d, r: started.append(d), now=at) == 0
+    assert run_due_schedules(settings, lambda d, r: started.append(d), now=at) == 0
+    assert started == []
+    with session_scope() as session:
+        [digest] = session.scalars(select(Digest)).all()
+        assert digest.status == "draft"
+        assert digest.pause_reason is not None
+        assert digest.pause_reason.startswith(
+            "preflight blocked the scheduled send: dns: not checked: the From domain localhost"
+        )

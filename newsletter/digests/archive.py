@@ -22,6 +22,8 @@ def digest_record(digest: Digest, base_url: str) -> dict[str, Any]:
         "html_bytes": len(digest.html.encode()),
         "text_bytes": len(digest.text.encode()),
         "created_at": digest.created_at.isoformat(),
+        # Why it is held (a scheduled send the preflight stopped, a paused send).
+        "reason": digest.pause_reason,
         "view_url": f"{base_url}/archive/{digest.id}",
     }
 

@@ -7,6 +7,11 @@ tick moves on. A period whose due time lies more than SCHEDULE_WINDOW_MINUTES in
 past (the service was down) is not sent late; the operator may still `digest send` by
 hand or widen the window. A period without new stories composes to nothing and is
 skipped; the next tick in the window asks again, which is cheap.
+
+A scheduled send passes the same preflight as `digest send` (newsletter/preflight/):
+when a check blocks, the period's digest is composed but stays a draft, the reason is
+kept on it (`digest list` shows it) and logged, and it is not tried again by itself;
+the operator fixes the cause and sends it by hand (`digest send --digest ID`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
@@ -66,6 +72,21 @@ def run_due_schedules(settings: Settings, enqueue: Enqueue, now: datetime | None
     return started
 
 
+def _preflight_blocks(
+    session: Session, settings: Settings, list_slug: str, digest_id: int
+) -> str | None:
+    """What stops the send, one line, or None when nothing does."""
+    from newsletter.preflight.run import run_preflight
+
+    report = run_preflight(session, settings, list_slug, digest_id)
+    blocking = [f for f in report.findings if f.severity == "blocking"]
+    if not blocking:
+        return None
+    first = blocking[0]
+    more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+    return f"preflight blocked the scheduled send: {first.check}: {first.detail}{more}"
+
+
 def _start_period(
     settings: Settings, list_id: int, key: str, now: datetime
 ) -> tuple[int, list[Range]] | None:
@@ -85,6 +106,11 @@ def _start_period(
                 return None
             digest.period_key = key
             session.flush()
+            held = _preflight_blocks(session, settings, mlist.slug, digest.id)
+            if held:
+                digest.pause_reason = held
+                log.error("scheduled digest %s of %s not sent: %s", digest.id, mlist.slug, held)
+                return None
             return digest.id, start_send(session, settings, digest)
     except IntegrityError:
         return None  # another beat took this period
