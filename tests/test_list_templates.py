@@ -270,6 +270,11 @@ def test_a_template_changed_after_it_was_set_is_refused_when_composing(
                                               '(<a href="{{ unsubscribe_url }}">)')  # fmt: skip
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "q.html").exists()
+    # A folder that went away is refused too, not replaced by the built-in templates.
+    (own / "body.html").unlink()
+    own.rmdir()
+    gone = cli("digest", "preview", "--list", "daily", "--out", str(tmp_path / "r.html"))
+    assert gone.returncode == 2 and "not there any more" in gone.stderr, gone.stderr
     with session_scope() as session:
         assert session.scalar(select(func.count(Digest.id))) == 0  # no draft half-written
         mlist = session.scalar(select(MailingList))

@@ -188,6 +188,7 @@ def render_digest(
     if not stories:
         raise ValueError("a digest needs at least one story")
     folder = mailing_list.template_dir or None
+    templates.check_still_there(folder)
     env = templates.digest_env(folder)
     subject_t = templates.load(env, "subject.txt", folder)
     html_t = templates.load(env, "body.html", folder)

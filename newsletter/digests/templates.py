@@ -198,6 +198,16 @@ def check_folder(value: str) -> str:
     return str(path)
 
 
+def check_still_there(folder: str | None) -> None:
+    """A list's folder that went away (another host, a removed checkout) is refused, not
+    quietly replaced by the built-in templates."""
+    if folder and not os.path.isdir(folder):
+        raise TemplateRefused(
+            f"template folder {folder}: not there any more (lists update SLUG "
+            "--template-dir none goes back to the built-in templates)"
+        )
+
+
 def _visible_text(document: lxml_html.HtmlElement) -> str:
     """What a reader sees: the body's text without comments, styles and scripts."""
     body = document.find("body")
