@@ -8,6 +8,9 @@ from pathlib import Path
 
 import dkim
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from newsletter.config import Settings
 from newsletter.digests import fields as ph
@@ -139,3 +142,51 @@ def test_dot_stuffing_is_smtp_framing() -> None:
     assert fastpath.dot_stuff is smtp.dot_stuff  # re-exported for sending/transport.py
     assert smtp.dot_stuff(b".a\r\nb\r\n..c\r\n.\r\n") == b"..a\r\nb\r\n...c\r\n..\r\n"
     assert smtp.dot_stuff(b"plain\r\nlines\r\n") == b"plain\r\nlines\r\n"
+
+
+READERS = [
+    ("reader@example.org", "Ann"),
+    ("o'brien&co@example.com", 'Bob "the builder" <b>'),
+    ("zoe@example.org", "Zoë  Ærøskøbing"),
+    ("plain@example.org", ""),
+    ("x" * 60 + "@" + "y" * 60 + ".example.org", "x" * 150),
+    (".dot@example.org", ".dot first"),
+    ("tab@example.org", "Tab\there, comma"),
+]
+
+
+@pytest.mark.parametrize(("email", "name"), READERS)
+def test_the_unsigned_fast_path_makes_the_same_bytes_as_the_general_one(
+    settings: Settings, email: str, name: str
+) -> None:
+    """The per-reader path without DKIM is written for speed; the general one (which
+    signs) is the reference: same bytes for awkward names and addresses, wire and not."""
+    template = DigestTemplate(
+        settings=settings,
+        digest_id=7,
+        list_slug="news",
+        list_name="The Newsroom Daily",
+        subject="Today’s digest",
+        text=TEXT + "\n.\n",
+        html=HTML,
+    )
+    r = Recipient(delivery_id=42, email=email, name=name, subscription_id=9)
+    for wire in (False, True):
+        fast = template._unsigned(r, 1_700_000_000.0, None, wire=wire)
+        general = template._build(r, 1_700_000_000.0, None, wire=wire)
+        assert fast == general
+    assert template.render(r, now=1_700_000_000.0) == template._build(
+        r, 1_700_000_000.0, None, wire=False
+    )
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+@settings_(max_examples=400, deadline=None)
+def test_a_value_is_quoted_as_the_general_token_path_quotes_it(value: str) -> None:
+    """qp_value's C shortcut (binascii.b2a_qp) for short values gives the bytes of the
+    general per-byte path: every byte but the safe ones as =XX, soft breaks at 75."""
+    from newsletter.mail.fastpath import _qp_tokens, _wrap, qp_value
+
+    raw = value.encode()
+    chunks = [c.removesuffix(b"=") for c in _wrap(_qp_tokens(raw, encode_ws=True, last_open=True))]
+    assert qp_value(value) == b"".join(c + b"=\r\n" for c in chunks)
