@@ -328,6 +328,13 @@ class DigestTemplate:
             + b"\r\nList-Unsubscribe-Post: " + c["List-Unsubscribe-Post"]
             + b"\r\nPrecedence: bulk\r\n\r\n"
         )  # fmt: skip
+        head = [
+            self._head_to, b"", self._head_subject_date, b"", self._head_mid, b"",
+            self._head_list, b"", self._head_mailto, b"", self._head_tail,
+        ]  # fmt: skip
+        self._whole = [*head, *self._parts]
+        self._whole_wire = [*head, *self._parts_wire]
+        self._positions = [(position + len(head), group) for position, group in self._positions]
         self.canon = [relaxed_body_lines(p) for p in pieces]
         self._prefix_hash = hashlib.sha256(self.canon[0])
         self._date_cache: tuple[int, bytes] = (0, b"")
@@ -388,30 +395,20 @@ class DigestTemplate:
             if wire and (value[:1] == b"." or b"\n." in value):
                 value = dot_stuff(value)
             enc[group] = value
-        body = self._parts_wire[:] if wire else self._parts[:]
+        # One list per message: the constant text with a hole per reader value.
+        out = self._whole_wire[:] if wire else self._whole[:]
         for position, group in self._positions:
-            body[position] = enc[group]
-        mid = (
+            out[position] = enc[group]
+        out[1] = to_header(r.name, r.email).encode()
+        out[3] = self._date(time.time() if now is None else now)
+        out[5] = (
             message_id.encode()
             if message_id
             else self._mid_prefix + b"%d" % r.delivery_id + self._mid_suffix
         )
-        return b"".join(
-            (
-                self._head_to,
-                to_header(r.name, r.email).encode(),
-                self._head_subject_date,
-                self._date(time.time() if now is None else now),
-                self._head_mid,
-                mid,
-                self._head_list,
-                url.encode(),
-                self._head_mailto,
-                token.encode(),
-                self._head_tail,
-                *body,
-            )
-        )
+        out[7] = url.encode()
+        out[9] = token.encode()
+        return b"".join(out)
 
     def _build(
         self, r: Recipient, now: float | None, message_id: str | None, *, wire: bool
