@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     media_url: str | None = None  # their public base URL; default BASE_URL + /media/
     media_s3_url: str | None = Field(None, repr=False)  # s3://key:secret@host/bucket
     feed_poll_minutes: float = Field(15.0, gt=0)  # beat polls registered feeds this often
+    # Fetch pages, feeds and images from private networks (newsletter/netnames.py);
+    # unset: yes in development, no in production.
+    fetch_private_networks: bool | None = None
 
     @field_validator("smtp_url")
     @classmethod
@@ -237,6 +240,12 @@ class Settings(BaseSettings):
     @property
     def broker(self) -> str:
         return self.broker_url or "filesystem://"
+
+    @property
+    def may_fetch_private(self) -> bool:
+        if self.fetch_private_networks is not None:
+            return self.fetch_private_networks
+        return self.env != "production"
 
     @property
     def media_folder(self) -> Path:

@@ -415,3 +415,30 @@ def test_a_story_given_as_json_with_a_link_is_still_a_story_not_a_fetch(
     assert answer.status_code == 201, answer.text
     assert [s.title for s in stories()] == ["Water is back"]
     assert site.requests == []
+
+
+def test_without_private_networks_nothing_on_this_machine_is_fetched(
+    daily: str, site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production's default: a page or a picture whose host is this machine or a private
+    network is refused before any request reaches it (a story must not be a way into
+    the newsroom's own network)."""
+    from tests.conftest import reset_caches
+
+    monkeypatch.setenv("NEWSLETTER_FETCH_PRIVATE_NETWORKS", "false")
+    reset_caches()
+    site.requests.clear()
+    result = run("stories", "add", f"{site.base}/world/bakhmut", "--list", daily)
+    assert result.exit_code == 2
+    assert "127.0.0.1 is a private address (127.0.0.1)" in result.output
+    assert site.requests == [] and count() == 0
+    # A story file whose picture is on a private address: added, the picture refused.
+    story = Path(site.base.replace("http://", "").replace(":", "_") + ".md")
+    path = Path(os.environ["NEWSLETTER_DATA_DIR"]) / story
+    path.write_text(
+        f"---\ntitle: Pictured\nimage: {site.base}/img/2023/03/bakhmut-trench.jpg\n---\n\nText.\n"
+    )
+    added = run("stories", "add", str(path), "--list", daily)
+    assert added.exit_code == 0, added.output
+    assert "image skipped:" in added.output and "is a private address" in added.output
+    assert site.requests == []

@@ -33,7 +33,7 @@ from newsletter.media.names import KEY_LENGTH, stored_names
 from newsletter.media.process import BadImage, prepare
 from newsletter.media.store import MediaStore, store_for
 from newsletter.models import Media
-from newsletter.netnames import never_resolves
+from newsletter.netnames import never_resolves, private_address
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_URL = 2000  # Story.image's length
@@ -79,12 +79,25 @@ def _check_url(url: str) -> None:
         raise ImageRefused(url, f"{parts.hostname} is a reserved example name, not a real site")
 
 
-def download(url: str, client: httpx.Client | None = None) -> tuple[bytes, str]:
-    """The body and its declared content type (one of the four formats), or ImageRefused."""
+def _public_only(request: httpx.Request) -> None:
+    found = private_address(request.url.host)
+    if found is not None:
+        raise ImageRefused(str(request.url), f"{request.url.host} is a private address ({found})")
+
+
+def download(
+    url: str, client: httpx.Client | None = None, *, private: bool = True
+) -> tuple[bytes, str]:
+    """The body and its declared content type (one of the four formats), or ImageRefused.
+    Without `private`, no request (nor redirect) to a non-public address (netnames.py)."""
     _check_url(url)
     own = client is None
     http = client or httpx.Client(
-        timeout=TIMEOUT, follow_redirects=True, max_redirects=MAX_REDIRECTS, headers=HEADERS
+        timeout=TIMEOUT,
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        headers=HEADERS,
+        event_hooks={} if private else {"request": [_public_only]},
     )
     started = time.monotonic()
     try:
@@ -137,7 +150,7 @@ def fetch_image(
     existing = session.scalar(select(Media).where(Media.source_hash == digest))
     if existing is not None:
         return existing
-    data, declared = download(url, client)
+    data, declared = download(url, client, private=settings.may_fetch_private)
     try:
         made = prepare(data, declared)
     except BadImage as exc:

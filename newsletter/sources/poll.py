@@ -89,7 +89,8 @@ def poll_feeds(
         return []
     # What each request needs, read here: the threads touch no ORM object.
     asks = [(source.id, source.url, conditional_headers(source)) for source, _ in rows]
-    with http_client() as client, ThreadPoolExecutor(min(FETCHERS, len(asks))) as pool:
+    fetchers = ThreadPoolExecutor(min(FETCHERS, len(asks)))
+    with http_client(private=settings.may_fetch_private) as client, fetchers as pool:
         answers = list(pool.map(lambda ask: _get(client, *ask), asks))
     now = now or utcnow()
     outcomes = [

@@ -53,7 +53,9 @@ def add_files(
         client = None
         for item in inputs:
             if isinstance(item, str) and is_url(item):
-                client = client or stack.enter_context(http_client())
+                client = client or stack.enter_context(
+                    http_client(private=settings.may_fetch_private)
+                )
                 drafts.append(fetch_story(client, item))
             else:
                 drafts.extend(parse_story_file(Path(item)))

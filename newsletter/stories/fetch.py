@@ -37,7 +37,7 @@ import lxml.html
 from lxml import etree
 
 from newsletter import __version__
-from newsletter.netnames import never_resolves
+from newsletter.netnames import never_resolves, private_address
 from newsletter.stories import rich
 from newsletter.stories.drafts import (
     MAX_BYTES,
@@ -103,16 +103,26 @@ def check_url(url: str) -> str:
 
 
 @contextmanager
-def http_client() -> Iterator[httpx.Client]:
-    """One client for a run of fetches: kept connections, the limits every fetch has."""
+def http_client(*, private: bool = True) -> Iterator[httpx.Client]:
+    """One client for a run of fetches: kept connections, the limits every fetch has;
+    without `private`, no request (nor redirect) to a non-public address (netnames.py)."""
     timeout = httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS)
     with httpx.Client(
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         timeout=timeout,
         headers={"User-Agent": USER_AGENT},
+        event_hooks={} if private else {"request": [_public_only]},
     ) as client:
         yield client
+
+
+def _public_only(request: httpx.Request) -> None:
+    found = private_address(request.url.host)
+    if found is not None:
+        raise StoryInputError(
+            str(request.url)[:200], f"{request.url.host} is a private address ({found})"
+        )
 
 
 def fetch(
