@@ -169,13 +169,12 @@ def test_the_prefix_and_domain_are_matched_without_case(
 
 def _forgeries(settings: Settings, sid: int) -> dict[str, str]:
     genuine = make_unsubscribe_token(settings.secret, sid)
-    payload, _dot, mac = genuine.partition(".")
+    payload, _dot, mac = genuine.rpartition(".")
+    other = make_unsubscribe_token(settings.secret, sid + 1).rpartition(".")[0]
     flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
     return {
         "altered-signature": f"unsubscribe+{payload}.{flipped}",
-        "other-reader-same-signature": (
-            f"unsubscribe+{make_unsubscribe_token(settings.secret, sid + 1).split('.')[0]}.{mac}"
-        ),
+        "other-reader-same-signature": f"unsubscribe+{other}.{mac}",
         "signed-with-another-key": "unsubscribe+" + make_unsubscribe_token("not-our-key", sid),
         # A mail system that folded the local part's case spoils the base64 signature:
         # refused like a forgery, nothing changes (the reader still has the link).

@@ -29,15 +29,12 @@ import hmac
 import re
 import secrets
 import time
-from base64 import urlsafe_b64encode
 from binascii import b2a_qp
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate
 from html import escape
-
-from itsdangerous import URLSafeSerializer
 
 from newsletter.config import Settings
 from newsletter.digests import fields
@@ -46,7 +43,7 @@ from newsletter.mail.dkim import DkimKey, relaxed_body_lines, signature_header
 # SMTP framing lives in mail/smtp.py; kept importable here for older callers.
 from newsletter.mail.smtp import dot_stuff as dot_stuff
 from newsletter.mail.verp import verp_local_part
-from newsletter.subscriptions.tokens import make_unsubscribe_token
+from newsletter.subscriptions.tokens import UnsubscribeSigner
 
 MAX_QP = 75  # characters before the soft-break '=' (RFC 2045 allows 76 per line)
 _MARKERS = re.compile("|".join(re.escape(m) for m in fields.ALL))
@@ -169,49 +166,14 @@ def _with_holes(pieces: list[bytes]) -> list[bytes]:
 
 
 class UnsubscribeTokens:
-    """`tokens.make_unsubscribe_token` for many subscriptions under one secret, cheaply.
-
-    The reference builds a URLSafeSerializer per call and tries to zlib-compress every
-    payload (~10 us a token, a third of a message's render without DKIM). Here
-    itsdangerous's own Signer (salt "unsubscribe") is made once, and the payload, the
-    compact JSON of an int in unpadded base64url, is encoded directly (~2 us). That is
-    what the serializer does when compression would not save two bytes, which holds for
-    every JSON shorter than 12 bytes (zlib's output is at least 10: 6 of framing and 4
-    of a deflate block with one match), so larger ids take the reference. The
-    constructor compares with the reference and falls back to it for good if a library
-    upgrade ever changed the format; tests/test_send_fastpath.py compares many ids.
-    """
-
-    FAST_BELOW = 10**11  # ids of at most 11 digits: never compressed by the serializer
+    """`tokens.make_unsubscribe_token` for many subscriptions under one secret: the key
+    is derived once (tokens.UnsubscribeSigner), each token is one keyed BLAKE2b call."""
 
     def __init__(self, secret: str) -> None:
-        self._secret = secret
-        self._signer = URLSafeSerializer(secret, salt="unsubscribe").make_signer()
-        # The signer derives its key on every sign(); derived once here. HMAC-SHA1 is
-        # then the two keyed SHA-1 states of RFC 2104 copied per token (half the cost of
-        # copying an hmac object); the constructor's check below covers it.
-        key = self._signer.derive_key().ljust(64, b"\0")  # SHA-1's block; the key is 20
-        self._inner = hashlib.sha1(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha1(bytes(b ^ 0x5C for b in key))
-        self._sep = self._signer.sep
-        self.fast = all(
-            self._fast(i) == make_unsubscribe_token(secret, i)
-            for i in (0, 1, 987654321, self.FAST_BELOW - 1)
-        )
-
-    def _fast(self, subscription_id: int) -> str:
-        payload = urlsafe_b64encode(b"%d" % subscription_id).rstrip(b"=")
-        inner = self._inner.copy()
-        inner.update(payload)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        sig = urlsafe_b64encode(outer.digest()).rstrip(b"=")
-        return (payload + self._sep + sig).decode("ascii")
+        self._signer = UnsubscribeSigner(secret)
 
     def __call__(self, subscription_id: int) -> str:
-        if self.fast and 0 <= subscription_id < self.FAST_BELOW:
-            return self._fast(subscription_id)
-        return make_unsubscribe_token(self._secret, subscription_id)
+        return self._signer(subscription_id)
 
 
 @dataclass(frozen=True)
