@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from PIL import Image, ImageDraw, ImageStat
+from playwright.sync_api import sync_playwright
 
 from newsletter.config import get_settings
 from newsletter.db import session_scope
@@ -32,9 +34,7 @@ from newsletter.stories.parse import parse_story_file
 from newsletter.stories.store import store_stories
 from newsletter.subscriptions.lists import create_list
 from tests.conftest import reset_caches
-
-sync_api = pytest.importorskip("playwright.sync_api")
-axe_module = pytest.importorskip("axe_playwright_python.sync_playwright")
+from tests.services import unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path("/tmp/layout-shots")
@@ -154,7 +154,7 @@ def digest(sqlite_db: str, media_server: Path) -> tuple[Preview, str]:
 
 def _browser(playwright: Any) -> Any:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed")
+        unavailable("Debian's Chromium", f"no {CHROMIUM}", "apt-get install chromium")
     return playwright.chromium.launch(executable_path=str(CHROMIUM))
 
 
@@ -212,7 +212,7 @@ def test_the_layout_holds_at_desktop_and_phone_widths_with_and_without_images(
     shots.mkdir()
     SHOTS.mkdir(exist_ok=True)
 
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = _browser(playwright)
         try:
             for label, width in WIDTHS.items():
@@ -312,7 +312,7 @@ def test_the_digest_has_no_serious_accessibility_violations(
     preview, _ = digest
     page_file = tmp_path / "digest.html"
     page_file.write_text(preview.html, encoding="utf-8")
-    with sync_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         browser = _browser(playwright)
         try:
             for width, scheme in ((1280, "light"), (390, "dark")):
@@ -321,7 +321,7 @@ def test_the_digest_has_no_serious_accessibility_violations(
                 )
                 page = context.new_page()
                 page.goto(page_file.as_uri(), wait_until="load")
-                results = axe_module.Axe().run(page)
+                results = Axe().run(page)
                 bad = [
                     (v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:3])
                     for v in results.response["violations"]

@@ -421,8 +421,9 @@ def test_the_s3_address_names_endpoint_bucket_and_keeps_the_secret_out_of_reprs(
 def test_images_go_to_an_s3_compatible_bucket_and_the_web_app_serves_them(
     sqlite_db: str, images: ImageServer, monkeypatch: pytest.MonkeyPatch
 ):
-    boto3 = pytest.importorskip("boto3")
-    moto_server = pytest.importorskip("moto.server")
+    import boto3  # the test extra installs both (the s3 extra and moto's server)
+    from moto import server as moto_server
+
     port = free_port()
     s3 = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     s3.start()
