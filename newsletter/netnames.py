@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
+
+import httpx
 
 NEVER_TLDS = ("example", "test", "invalid")
 NEVER_DOMAINS = ("example.com", "example.net", "example.org")
@@ -43,3 +46,15 @@ def private_address(host: str) -> str | None:
         if not address.is_global:
             return str(address)
     return None
+
+
+def public_only(refuse: Callable[[str, str], Exception]) -> Callable[[httpx.Request], None]:
+    """An httpx request hook that refuses (raising `refuse(url, reason)`) a request,
+    or a redirect's, to a host with a non-public address."""
+
+    def hook(request: httpx.Request) -> None:
+        found = private_address(request.url.host)
+        if found is not None:
+            raise refuse(str(request.url), f"{request.url.host} is a private address ({found})")
+
+    return hook

@@ -165,15 +165,8 @@ def _with_holes(pieces: list[bytes]) -> list[bytes]:
     return out
 
 
-class UnsubscribeTokens:
-    """`tokens.make_unsubscribe_token` for many subscriptions under one secret: the key
-    is derived once (tokens.UnsubscribeSigner), each token is one keyed BLAKE2b call."""
-
-    def __init__(self, secret: str) -> None:
-        self._signer = UnsubscribeSigner(secret)
-
-    def __call__(self, subscription_id: int) -> str:
-        return self._signer(subscription_id)
+# The fast path's tokens are subscriptions.tokens' own signer: its key derived once.
+UnsubscribeTokens = UnsubscribeSigner
 
 
 @dataclass(frozen=True)
@@ -259,44 +252,39 @@ class DigestTemplate:
         # soft break), so dot-stuffing each constant piece once per digest is the same
         # as stuffing the whole message; per message only the short values are checked.
         self.wire_pieces = [dot_stuff(p) for p in pieces]
-        self._parts_wire: list[bytes] = []  # set below, beside _parts
         self._token = UnsubscribeTokens(self.secret)
         # The fast path's plan: which reader value each slot takes (2 × (0 name, 1
-        # address, 2 unsubscribe URL) + 1 when in the HTML part) and the constant header
-        # text between the reader's values.
+        # address, 2 unsubscribe URL) + 1 when in the HTML part), and the whole message
+        # as a list to copy per reader: the constant text with a hole per reader value
+        # (To, Date, Message-ID, the List-Unsubscribe URL and token, then the body's).
         order = (fields.NAME, fields.EMAIL, fields.UNSUBSCRIBE_URL)
         self._plan = [order.index(slot.marker) * 2 + slot.html for slot in slots]
         self._groups = sorted(set(self._plan))  # text (even) before its HTML (odd)
-        # The body as a list to copy per reader: constant pieces, a hole per value.
-        self._positions = [(2 * i + 1, group) for i, group in enumerate(self._plan)]
-        self._parts = _with_holes(pieces)
-        self._parts_wire = [*_with_holes(self.wire_pieces), b".\r\n"]
         self._unsubscribe_prefix = f"{self.base_url}/unsubscribe/"
-        c = self.const_headers
-        self._head_to = b"From: " + c["From"] + b"\r\nTo: "
-        self._head_subject_date = b"\r\nSubject: " + c["Subject"] + b"\r\nDate: "
-        self._head_mid = b"\r\nMessage-ID: "
         self._mid_prefix = self.message_id_prefix.encode()
         self._mid_suffix = self.message_id_suffix.encode()
-        self._head_list = (
+        c = self.const_headers
+        head = [
+            b"From: " + c["From"] + b"\r\nTo: ",
+            b"",
+            b"\r\nSubject: " + c["Subject"] + b"\r\nDate: ",
+            b"",
+            b"\r\nMessage-ID: ",
+            b"",
             b"\r\nMIME-Version: " + c["MIME-Version"]
             + b"\r\nContent-Type: " + c["Content-Type"]
             + b"\r\nList-Id: " + c["List-Id"]
-            + b"\r\nList-Unsubscribe: <"
-        )  # fmt: skip
-        self._head_mailto = b">,\r\n <mailto:unsubscribe+"
-        self._head_tail = (
+            + b"\r\nList-Unsubscribe: <",
+            b"",
+            b">,\r\n <mailto:unsubscribe+",
+            b"",
             b"@" + self.bounce_domain.encode() + b"?subject=unsubscribe>"
             + b"\r\nList-Unsubscribe-Post: " + c["List-Unsubscribe-Post"]
-            + b"\r\nPrecedence: bulk\r\n\r\n"
-        )  # fmt: skip
-        head = [
-            self._head_to, b"", self._head_subject_date, b"", self._head_mid, b"",
-            self._head_list, b"", self._head_mailto, b"", self._head_tail,
+            + b"\r\nPrecedence: bulk\r\n\r\n",
         ]  # fmt: skip
-        self._whole = [*head, *self._parts]
-        self._whole_wire = [*head, *self._parts_wire]
-        self._positions = [(position + len(head), group) for position, group in self._positions]
+        self._whole = [*head, *_with_holes(pieces)]
+        self._whole_wire = [*head, *_with_holes(self.wire_pieces), b".\r\n"]
+        self._positions = [(len(head) + 2 * i + 1, g) for i, g in enumerate(self._plan)]
         self.canon = [relaxed_body_lines(p) for p in pieces]
         self._prefix_hash = hashlib.sha256(self.canon[0])
         self._date_cache: tuple[int, bytes] = (0, b"")

@@ -33,7 +33,7 @@ from newsletter.media.names import KEY_LENGTH, stored_names
 from newsletter.media.process import BadImage, prepare
 from newsletter.media.store import MediaStore, store_for
 from newsletter.models import Media
-from newsletter.netnames import never_resolves, private_address
+from newsletter.netnames import never_resolves, public_only
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_URL = 2000  # Story.image's length
@@ -79,12 +79,6 @@ def _check_url(url: str) -> None:
         raise ImageRefused(url, f"{parts.hostname} is a reserved example name, not a real site")
 
 
-def _public_only(request: httpx.Request) -> None:
-    found = private_address(request.url.host)
-    if found is not None:
-        raise ImageRefused(str(request.url), f"{request.url.host} is a private address ({found})")
-
-
 def download(
     url: str, client: httpx.Client | None = None, *, private: bool = True
 ) -> tuple[bytes, str]:
@@ -97,7 +91,7 @@ def download(
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
         headers=HEADERS,
-        event_hooks={} if private else {"request": [_public_only]},
+        event_hooks={} if private else {"request": [public_only(ImageRefused)]},
     )
     started = time.monotonic()
     try:

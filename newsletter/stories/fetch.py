@@ -37,7 +37,7 @@ import lxml.html
 from lxml import etree
 
 from newsletter import __version__
-from newsletter.netnames import never_resolves, private_address
+from newsletter.netnames import never_resolves, public_only
 from newsletter.stories import rich
 from newsletter.stories.drafts import (
     MAX_BYTES,
@@ -112,17 +112,13 @@ def http_client(*, private: bool = True) -> Iterator[httpx.Client]:
         max_redirects=MAX_REDIRECTS,
         timeout=timeout,
         headers={"User-Agent": USER_AGENT},
-        event_hooks={} if private else {"request": [_public_only]},
+        event_hooks={} if private else {"request": [public_only(_refused)]},
     ) as client:
         yield client
 
 
-def _public_only(request: httpx.Request) -> None:
-    found = private_address(request.url.host)
-    if found is not None:
-        raise StoryInputError(
-            str(request.url)[:200], f"{request.url.host} is a private address ({found})"
-        )
+def _refused(url: str, reason: str) -> StoryInputError:
+    return StoryInputError(url[:200], reason)
 
 
 def fetch(
