@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from newsletter import audit
 from newsletter.commands import (
     bounces,
     db,
@@ -17,6 +18,7 @@ from newsletter.commands import (
     stories,
     subscribers,
     up,
+    users,
 )
 from newsletter.commands.common import use_data_dir
 
@@ -31,8 +33,19 @@ from newsletter.commands.common import use_data_dir
 )
 def main(data_dir: Path | None) -> None:
     """Newsletter delivery: subscriptions, digests, sending and bounces."""
+    # Whoever has the shell has the data: the CLI acts as an owner, named in the audit log.
+    audit.set_actor(audit.Actor(f"cli:{_shell_user()}", "cli", "owner"))
     if data_dir is not None:
         use_data_dir(data_dir)
+
+
+def _shell_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 for command in (
@@ -50,5 +63,6 @@ for command in (
     sends.sends,
     bounces.bounces,
     bounces.bounce_server,
+    users.users_group,
 ):
     main.add_command(command)

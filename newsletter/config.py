@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     media_url: str | None = None  # their public base URL; default BASE_URL + /media/
     media_s3_url: str | None = Field(None, repr=False)  # s3://key:secret@host/bucket
     feed_poll_minutes: float = Field(15.0, gt=0)  # beat polls registered feeds this often
+    # The operator console (newsletter/accounts/, newsletter/web/console/).
+    send_approval: bool = False  # a send waits for a second sender or admin to approve it
+    console_session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    login_limit_ip: int = Field(20, ge=1)  # login attempts per IP per 5 minutes
+    login_limit_account: int = Field(5, ge=1)  # failed logins per account per 15 minutes
+    stats_refresh_seconds: float = Field(60.0, gt=0)  # beat refreshes the console's counts
     # Fetch pages, feeds and images from private networks (newsletter/netnames.py);
     # unset: yes in development, no in production.
     fetch_private_networks: bool | None = None

@@ -24,3 +24,8 @@ class Conflict(InvalidInput):
 class Unavailable(Exception):
     """A service the action needs (SMTP server, mailbox) did not answer: CLI exit 1,
     HTTP 503. The message is one line for the operator."""
+
+
+class Forbidden(InvalidInput):
+    """The person asking may not do this (their role, or approving their own send):
+    HTTP 403, CLI exit 2."""

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -63,6 +64,8 @@ class SubscriptionStatus(enum.StrEnum):
 
 class DigestStatus(enum.StrEnum):
     draft = "draft"
+    # Created with NEWSLETTER_SEND_APPROVAL on: waits for a second person (sending/approval.py).
+    awaiting_approval = "awaiting_approval"
     scheduled = "scheduled"
     sending = "sending"
     paused = "paused"
@@ -163,9 +166,7 @@ class Story(Base):
     image_alt: Mapped[str | None] = mapped_column(String(500))
     image_credit: Mapped[str | None] = mapped_column(String(300))
     # The lead image fetched, checked and resized for e-mail (newsletter/media/).
-    image_media_id: Mapped[int | None] = mapped_column(
-        ForeignKey("media.id", ondelete="SET NULL")
-    )
+    image_media_id: Mapped[int | None] = mapped_column(ForeignKey("media.id", ondelete="SET NULL"))
     section: Mapped[str | None] = mapped_column(String(100))
     # The editor's order: stories added together keep the order given, the first leads.
     position: Mapped[int | None] = mapped_column(BigInteger, index=True)
@@ -217,7 +218,7 @@ class Digest(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
     subject: Mapped[str] = mapped_column(String(500))
-    status: Mapped[str] = mapped_column(String(16), default=DigestStatus.draft)
+    status: Mapped[str] = mapped_column(String(32), default=DigestStatus.draft)
     # Inlined once per digest; per-recipient fields are placeholders substituted at send.
     html: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
@@ -238,6 +239,10 @@ class Digest(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Two-person approval: who asked for the send, who approved it (audit actor names).
+    requested_by: Mapped[str | None] = mapped_column(String(320))
+    approved_by: Mapped[str | None] = mapped_column(String(320))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     mailing_list: Mapped[MailingList] = relationship()
 
@@ -319,3 +324,80 @@ class BounceRejection(Base):
     source: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class UserRole(enum.StrEnum):
+    """Operator roles, each able to do what the one before it can (accounts/roles.py)."""
+
+    viewer = "viewer"
+    editor = "editor"
+    sender = "sender"
+    admin = "admin"
+    owner = "owner"
+
+
+class User(Base):
+    """An operator of the console and the admin API (not a reader)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))  # argon2id
+    role: Mapped[str] = mapped_column(String(16), default=UserRole.viewer)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserSession(Base):
+    """A console login. The cookie carries a random id; only its SHA-256 is stored, so
+    a copy of the database cannot be used to log in. Logout deletes the row."""
+
+    __tablename__ = "user_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class ApiToken(Base):
+    """A user's admin-API token: stored as SHA-256, shown once, revocable."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in lists to tell tokens apart
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """Who did what and when, through which face; written in the action's transaction."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    via: Mapped[str] = mapped_column(String(16))  # console, api, cli, system
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(500), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class StatsSnapshot(Base):
+    """A maintained aggregate the console reads instead of counting big tables per
+    request (newsletter/stats/): one JSON document per name, refreshed by beat."""
+
+    __tablename__ = "stats_snapshots"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    data: Mapped[Any] = mapped_column(JSON)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

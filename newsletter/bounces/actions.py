@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from newsletter import audit
 from newsletter.bounces.handling import unsuppress as lift
 from newsletter.bounces.ingest import Parsed, ingest, parse_files
 from newsletter.bounces.parse import analyse
@@ -28,6 +29,7 @@ def _ingested(
     }
 
 
+@audit.audited("bounces.ingest", lambda paths: f"{len(paths)} file(s)")
 def ingest_files(session: Session, settings: Settings, paths: list[Path]) -> Done[dict[str, Any]]:
     """.eml and .mbox files: every file is parsed before anything is written."""
     parsed, skipped = parse_files(paths, settings.bounce_max_bytes)
@@ -49,6 +51,7 @@ def ingest_message(session: Session, settings: Settings, raw: bytes) -> Done[dic
     return Done(_ingested(session, settings, parsed, []))
 
 
+@audit.audited("suppressions.lift", lambda email: "an address at " + email.rpartition("@")[2])
 def unsuppress(session: Session, settings: Settings, email: str) -> Done[dict[str, Any]]:
     """Lift a suppression: the operator knows the address works again."""
     if not lift(session, settings, email):

@@ -32,7 +32,7 @@ def show(st: dict[str, Any], as_json: bool) -> None:
 
 @click.group()
 def sends() -> None:
-    """Sends: list, status, pause, resume, cancel, retry."""
+    """Sends: list, status, pause, resume, cancel, retry, approve, reject."""
 
 
 @sends.command("list")
@@ -92,3 +92,22 @@ def sends_retry(send_id: int, failed: bool, as_json: bool) -> None:
     if not failed:
         raise InputError("say which deliveries to retry: --failed")
     _steer(actions.retry_failed, send_id, as_json)
+
+
+@sends.command("approve")
+@click.argument("send_id", type=int)
+@click.option("--by", "by", required=True, help="The approving user's e-mail (a sender or admin).")
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def sends_approve(send_id: int, by: str, as_json: bool) -> None:
+    """Approve a send awaiting approval (NEWSLETTER_SEND_APPROVAL); it starts at once."""
+    show(perform(actions.approve, send_id, by), as_json)
+
+
+@sends.command("reject")
+@click.argument("send_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def sends_reject(send_id: int, as_json: bool) -> None:
+    """Refuse a send awaiting approval: its digest goes back to draft."""
+    _steer(actions.reject, send_id, as_json)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter import audit
 from newsletter.config import Settings
 from newsletter.digests.archive import digest_record
 from newsletter.digests.compose import compose_digest, preview_digest
@@ -54,6 +55,7 @@ class NextDigest:
         }
 
 
+@audit.audited("digests.compose", lambda list_slug, period_key=None: f"list {list_slug}")
 def compose(
     session: Session, settings: Settings, list_slug: str, period_key: str | None = None
 ) -> Done[dict[str, Any]]:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter import audit
 from newsletter.config import Settings
 from newsletter.digests.compose import compose_digest
 from newsletter.effects import Done, Effect, Range, SendBatches
@@ -25,7 +26,7 @@ from newsletter.models import (
     Subscription,
     SubscriptionStatus,
 )
-from newsletter.sending import control
+from newsletter.sending import approval, control
 from newsletter.sending.job import start_send
 from newsletter.sending.testsend import test_message
 from newsletter.subscriptions.addresses import normalise_email
@@ -80,10 +81,12 @@ def has_readers(session: Session, list_id: int) -> bool:
     return found is not None
 
 
+@audit.audited("sends.send", lambda list_slug, digest_id=None: f"list {list_slug}")
 def send(
     session: Session, settings: Settings, list_slug: str, digest_id: int | None = None
 ) -> Done[Status]:
-    """Start sending a digest to every confirmed subscriber of the list.
+    """Start sending a digest to every confirmed subscriber of the list (with
+    NEWSLETTER_SEND_APPROVAL on: ask for it, the send waiting as awaiting_approval).
 
     A list nobody would receive is refused before a digest is picked or composed, so it
     uses no stories up (a send to no one would count as sent and consume them).
@@ -94,10 +97,33 @@ def send(
             "list", f"{list_slug}: no confirmed subscribers to send to; nothing was sent"
         )
     digest = pick_digest(session, settings, mlist, digest_id)
+    if settings.send_approval:
+        approval.request(session, digest)
+        return Done(control.send_status(session, digest))
     ranges = start_send(session, settings, digest)
     return Done(control.send_status(session, digest), _batches(digest.id, ranges))
 
 
+@audit.audited("sends.approve", lambda send_id, by=None: f"send {send_id}")
+def approve(
+    session: Session, settings: Settings, send_id: int, by: str | None = None
+) -> Done[Status]:
+    """Approve a send awaiting approval (not one's own); it starts at once."""
+    digest = control.get_digest(session, send_id)
+    ranges = approval.approve(session, settings, digest, by)
+    return Done(control.send_status(session, digest), _batches(digest.id, ranges))
+
+
+@audit.audited("sends.reject", lambda send_id: f"send {send_id}")
+def reject(session: Session, settings: Settings, send_id: int) -> Done[Status]:
+    """Refuse (or take back) a send awaiting approval: its digest is a draft again."""
+    digest = control.get_digest(session, send_id)
+    approval.withdraw(session, digest)
+    session.refresh(digest)
+    return Done(control.send_status(session, digest))
+
+
+@audit.audited("digests.test_send", lambda list_slug, to, digest_id=None: f"list {list_slug}")
 def test_send(
     session: Session, settings: Settings, list_slug: str, to: str, digest_id: int | None = None
 ) -> Done[dict[str, Any]]:
@@ -124,21 +150,25 @@ def list_sends(session: Session, settings: Settings) -> Done[list[Status]]:
     return Done(control.list_sends(session))
 
 
+@audit.audited("sends.pause", lambda send_id: f"send {send_id}")
 def pause(session: Session, settings: Settings, send_id: int) -> Done[Status]:
     control.operator_pause(session, send_id)
     return Done(status(session, settings, send_id).value, _batches(send_id, []))
 
 
+@audit.audited("sends.resume", lambda send_id: f"send {send_id}")
 def resume(session: Session, settings: Settings, send_id: int) -> Done[Status]:
     ranges = control.operator_resume(session, settings, send_id)
     return Done(status(session, settings, send_id).value, _batches(send_id, ranges))
 
 
+@audit.audited("sends.cancel", lambda send_id: f"send {send_id}")
 def cancel(session: Session, settings: Settings, send_id: int) -> Done[Status]:
     control.cancel(session, send_id)
     return Done(status(session, settings, send_id).value, _batches(send_id, []))
 
 
+@audit.audited("sends.retry", lambda send_id: f"send {send_id}")
 def retry_failed(session: Session, settings: Settings, send_id: int) -> Done[Status]:
     ranges = control.retry_failed(session, settings, send_id)
     return Done(status(session, settings, send_id).value, _batches(send_id, ranges))

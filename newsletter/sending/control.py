@@ -71,6 +71,8 @@ def send_status(session: Session, digest: Digest) -> dict[str, Any]:
         "rate": rate,
         "started_at": _iso(digest.started_at),
         "finished_at": _iso(digest.finished_at),
+        "requested_by": digest.requested_by,
+        "approved_by": digest.approved_by,
     }
 
 
@@ -80,7 +82,10 @@ def _iso(value: datetime | None) -> str | None:
 
 def list_sends(session: Session, limit: int = 50) -> list[dict[str, Any]]:
     digests = session.scalars(
-        select(Digest).where(Digest.started_at.is_not(None)).order_by(Digest.id.desc()).limit(limit)
+        select(Digest)
+        .where(Digest.started_at.is_not(None) | (Digest.status == DigestStatus.awaiting_approval))
+        .order_by(Digest.id.desc())
+        .limit(limit)
     ).all()
     return [send_status(session, d) for d in digests]
 
@@ -138,6 +143,9 @@ def cancel(session: Session, digest_id: int) -> None:
     """Stop for good: every delivery not yet sent ends failed with the reason."""
     digest = get_digest(session, digest_id)
     current = digest.status
+    if current == DigestStatus.awaiting_approval:
+        lifecycle.withdraw(session, digest_id)  # nothing was sent: the draft stays usable
+        return
     if not lifecycle.cancel(session, digest_id):
         message = f"send {digest_id} is {current}; nothing to cancel"
         raise IllegalTransition(current, Event.cancel, message)

@@ -3,6 +3,8 @@
     draft ──start──▶ sending ──finish──▶ sent ──retry──▶ sending
     scheduled ─start─▶ sending ◀──resume── paused ◀──pause── sending
     scheduled, sending, paused ──cancel──▶ cancelled
+    draft ──submit──▶ awaiting_approval ──start (approved)──▶ sending
+    awaiting_approval ──withdraw──▶ draft
 
 `TRANSITIONS` is the whole table; `next_status` answers from it alone (pure, raises
 `IllegalTransition`), and each write is one conditional UPDATE … WHERE status IN (the
@@ -47,6 +49,8 @@ class Event(enum.StrEnum):
     cancel = "cancel"
     finish = "finish"
     retry = "retry"
+    submit = "submit"  # asked to send with NEWSLETTER_SEND_APPROVAL on (sending/approval.py)
+    withdraw = "withdraw"  # the request taken back, or refused by the approver
 
 
 class PausedBy(enum.StrEnum):
@@ -64,13 +68,15 @@ class Transition:
 
 
 TRANSITIONS: Mapping[Event, Transition] = {
-    Event.start: Transition(frozenset({S.draft, S.scheduled}), S.sending),
+    Event.start: Transition(frozenset({S.draft, S.scheduled, S.awaiting_approval}), S.sending),
     Event.pause: Transition(frozenset({S.sending}), S.paused),
     Event.resume: Transition(frozenset({S.paused}), S.sending),
     Event.cancel: Transition(frozenset({S.scheduled, S.sending, S.paused}), S.cancelled),
     Event.finish: Transition(frozenset({S.sending}), S.sent),
     # The failed deliveries queued again: a finished send runs again, a paused one resumes.
     Event.retry: Transition(frozenset({S.sending, S.paused, S.sent}), S.sending),
+    Event.submit: Transition(frozenset({S.draft}), S.awaiting_approval),
+    Event.withdraw: Transition(frozenset({S.awaiting_approval}), S.draft),
 }
 
 
@@ -143,6 +149,17 @@ def start(session: Session, digest_id: int, *, ledger_complete: bool) -> bool:
             "paused_by": None,
         },
     )
+
+
+def submit(session: Session, digest_id: int, requested_by: str) -> bool:
+    """draft → awaiting_approval: a second person must approve (sending/approval.py)."""
+    values = {"requested_by": requested_by, "approved_by": None, "approved_at": None}
+    return _apply(session, digest_id, Event.submit, values)
+
+
+def withdraw(session: Session, digest_id: int) -> bool:
+    """awaiting_approval → draft: nothing was written to the ledger, nothing is used up."""
+    return _apply(session, digest_id, Event.withdraw, {"requested_by": None})
 
 
 def pause(session: Session, digest_id: int, by: PausedBy, reason: str) -> bool:

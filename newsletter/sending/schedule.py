@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.models import Digest, MailingList
+from newsletter.sending import lifecycle
 from newsletter.sending.job import Range, start_send
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,11 @@ def _start_period(
             if held:
                 digest.pause_reason = held
                 log.error("scheduled digest %s of %s not sent: %s", digest.id, mlist.slug, held)
+                return None
+            if settings.send_approval:
+                # Beat asks like a person would; a sender or admin approves (approval.py).
+                lifecycle.submit(session, digest.id, "schedule")
+                log.info("scheduled digest %s of %s awaits approval", digest.id, mlist.slug)
                 return None
             return digest.id, start_send(session, settings, digest)
     except IntegrityError:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter import audit
 from newsletter.config import Settings
 from newsletter.effects import Done
 from newsletter.errors import Conflict, InvalidInput, NotFound
@@ -43,6 +44,7 @@ def feed_record(source: FeedSource, list_slug: str) -> dict[str, Any]:
     }
 
 
+@audit.audited("feeds.add", lambda url, list_slug: url)
 def add_feed(
     session: Session, settings: Settings, url: str, list_slug: str | None
 ) -> Done[dict[str, Any]]:
@@ -76,6 +78,7 @@ def list_feeds(
     return Done([feed_record(source, slug) for source, slug in rows])
 
 
+@audit.audited("feeds.remove", lambda feed_id: f"feed {feed_id}")
 def remove_feed(session: Session, settings: Settings, feed_id: int) -> Done[dict[str, Any]]:
     """The feed is no longer polled; the stories it brought stay."""
     if not 1 <= feed_id <= MAX_ID:

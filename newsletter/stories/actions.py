@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from newsletter import audit
 from newsletter.config import Settings
 from newsletter.effects import Done
 from newsletter.stories.drafts import StoryDraft, StoryInputError
@@ -38,6 +39,7 @@ def _report(
     }
 
 
+@audit.audited("stories.add", lambda inputs, list_slug=None: f"{len(inputs)} file(s) or page(s)")
 def add_files(
     session: Session,
     settings: Settings,
@@ -73,6 +75,7 @@ def add_urls(
     return add_files(session, settings, list(urls), list_slug)
 
 
+@audit.audited("stories.add", lambda data, fmt, list_slug=None: f"{len(data)} bytes")
 def add_body(
     session: Session,
     settings: Settings,
@@ -87,6 +90,7 @@ def add_body(
     return Done(_report(session, report, settings, list_slug))
 
 
+@audit.audited("stories.import_feed", lambda url_or_file, list_slug=None: url_or_file)
 def import_feed(
     session: Session, settings: Settings, url_or_file: str, list_slug: str | None = None
 ) -> Done[dict[str, Any]]:

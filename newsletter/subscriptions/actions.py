@@ -12,6 +12,7 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
+from newsletter import audit
 from newsletter.config import Settings
 from newsletter.effects import Done, Effect, SendConfirmation
 from newsletter.errors import Conflict, InvalidInput, NotFound
@@ -58,6 +59,7 @@ def _confirmation(result: SubscribeResult) -> tuple[Effect, ...]:
 # Lists ------------------------------------------------------------------------------------
 
 
+@audit.audited("lists.create", lambda slug, *a, **k: f"list {slug}")
 def create_list(
     session: Session,
     settings: Settings,
@@ -75,6 +77,7 @@ def create_list(
     return Done(lists.list_record(mlist))
 
 
+@audit.audited("lists.update", lambda slug, **k: f"list {slug}")
 def update_list(
     session: Session,
     settings: Settings,
@@ -101,6 +104,7 @@ def update_list(
     return Done(lists.list_record(mlist))
 
 
+@audit.audited("lists.delete", lambda slug: f"list {slug}")
 def delete_list(session: Session, settings: Settings, slug: str) -> Done[dict[str, object]]:
     removed = lists.delete_list(session, slug)
     return Done({"slug": slug, "deleted": True, **removed})
@@ -135,6 +139,7 @@ def renew_link(session: Session, settings: Settings, claim: ConfirmClaim) -> Don
     return Done(result, _confirmation(result))
 
 
+@audit.audited("subscribers.add", lambda email, list_slug, *a, **k: f"{email} to {list_slug}")
 def add_subscriber(
     session: Session,
     settings: Settings,
@@ -163,6 +168,7 @@ def add_subscriber(
     return Done(value, _confirmation(result))
 
 
+@audit.audited("subscribers.import", lambda stream, list_slug, confirmed: f"list {list_slug}")
 def import_subscribers(
     session: Session, settings: Settings, stream: IO[str], list_slug: str, confirmed: bool
 ) -> Done[dict[str, Any]]:
@@ -187,6 +193,7 @@ def list_subscribers(
     return Done([*subscriber_records(session, list_slug)])
 
 
+@audit.audited("subscribers.erase", lambda email: "a subscriber (address not kept)")
 def erase_subscriber(session: Session, settings: Settings, email: str) -> Done[dict[str, object]]:
     """Delete everything about a person; keep only an anonymous suppression hash."""
     if not erase(session, settings, email):

@@ -1,6 +1,7 @@
 """How an admin API route runs an action: parse, call through the gateway, present.
 
-Domain errors become HTTP answers in one place: NotFound 404, Conflict 409, other bad
+Domain errors become HTTP answers in one place: NotFound 404, Conflict 409, Forbidden
+403, other bad
 input 422 (or the router's choice), a service that did not answer 503. The body is
 `{"detail": [{"field": ..., "message": ...}]}` for input errors, like FastAPI's own.
 """
@@ -13,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import HTTPException, Path
 
 from newsletter.effects import Done
-from newsletter.errors import Conflict, InvalidInput, NotFound, Unavailable
+from newsletter.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from workers.gateway import BrokerUnavailable, perform
 
 T = TypeVar("T")
@@ -43,5 +44,13 @@ def call(
 
 
 def http_error(exc: InvalidInput, invalid: int = 422) -> HTTPException:
-    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else invalid
+    status = (
+        404
+        if isinstance(exc, NotFound)
+        else 409
+        if isinstance(exc, Conflict)
+        else 403
+        if isinstance(exc, Forbidden)
+        else invalid
+    )
     return HTTPException(status, [{"field": exc.field, "message": exc.message}])

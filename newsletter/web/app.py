@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from newsletter import __version__
 from newsletter.config import get_settings
 from newsletter.db import ping
-from newsletter.web import admin, bounces_api, content, outbox, public, sends, webhooks
+from newsletter.web import admin, bounces_api, console, content, outbox, public, sends, webhooks
 from newsletter.web import feeds as feeds_api
 from newsletter.web import media as media_files
 from newsletter.web import preflight as preflight_api
@@ -47,6 +47,7 @@ def create_app() -> FastAPI:
     app.include_router(preflight_api.router)
     if settings.embedded:
         app.include_router(outbox.router)
+    console.install(app)
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs() -> HTMLResponse:

@@ -18,6 +18,8 @@ STEER = {
     "resume": actions.resume,
     "cancel": actions.cancel,
     "retry": actions.retry_failed,
+    "approve": actions.approve,  # a send awaiting approval, by someone else than who asked
+    "reject": actions.reject,
 }
 
 
@@ -56,9 +58,13 @@ def get_send(send_id: Id) -> dict[str, Any]:
 @router.post("/{send_id}/{action}")
 def post_action(
     send_id: Id,
-    action: Annotated[str, Path(max_length=16, description="pause, resume, cancel or retry")],
+    action: Annotated[
+        str, Path(max_length=16, description="pause, resume, cancel, retry, approve or reject")
+    ],
 ) -> dict[str, Any]:
     steer = STEER.get(action)
     if steer is None:
-        raise HTTPException(404, f"no action {action!r}; use pause, resume, cancel or retry")
+        raise HTTPException(
+            404, f"no action {action!r}; use pause, resume, cancel, retry, approve or reject"
+        )
     return call(steer, send_id, invalid=409)
