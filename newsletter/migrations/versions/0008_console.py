@@ -71,7 +71,7 @@ def upgrade() -> None:
     op.create_table(
         "stats_snapshots",
         sa.Column("name", sa.String(length=100), nullable=False),
-        sa.Column("data", sa.JSON(), nullable=True),
+        sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("refreshed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
