@@ -1,0 +1,1 @@
+"""Maintained aggregates for the console: counts computed by a refresh, read from snapshots."""
