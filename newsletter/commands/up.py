@@ -51,6 +51,22 @@ def _log_files(settings: Settings) -> dict[str, IO[bytes]]:
     return files
 
 
+def _console_hint() -> str:
+    """How to log in: an account must exist first (nobody gets a default password)."""
+    from sqlalchemy import select
+
+    from newsletter.db import session_scope
+    from newsletter.models import User
+
+    try:
+        with session_scope() as session:
+            if session.scalar(select(User.id).limit(1)) is not None:
+                return ""
+    except Exception:  # noqa: BLE001 - a hint only; the services report real errors
+        return ""
+    return "(first: newsletter users create you@example.org --role owner)"
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -109,6 +125,7 @@ def run_all(settings: Settings, host: str, port: int, verbose: bool = False) -> 
     click.echo(f"  subscribe form  {base}/subscribe")
     if catcher is not None:
         click.echo(f"  outbox          {base}/outbox   (SMTP catcher on port {settings.smtp.port})")
+    click.echo(f"  console         {base}/console   {_console_hint()}")
     click.echo(f"  health          {base}/healthz")
     click.echo(
         f"  admin API       {base}/api/docs   (token in {settings.data_dir / 'admin_token'})"
