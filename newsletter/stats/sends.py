@@ -1,0 +1,299 @@
+"""Per-send counts for the console, cheap enough for a list of sends over 10 M deliveries.
+
+Where the numbers come from, and why:
+
+* A send that is open (sending, paused, …) is counted live: one GROUP BY status over its
+  own rows of ix_deliveries_digest_status (an index-only range, no other send's rows),
+  plus its complaints. Each process keeps the answer for `LIVE_SECONDS`, so a page, its
+  event stream and every other watcher of the same send cost one count a second at most.
+* A finished send (sent, cancelled) changes only when a late DSN or a complaint arrives,
+  or when it is retried. Its counts are counted once and kept in the StatsSnapshot
+  "send:<id>" with `mark`, the highest bounce_events.id at that time. At most once a
+  minute (`RECHECK_SECONDS`) a reader looks for bounce events above the mark that belong
+  to this send (a short id range joined on the deliveries' primary key): only when there
+  are any is the send counted again; either way the mark moves up, so the next look is
+  short too. A retry sets finished_at anew, which makes the snapshot stale by itself.
+* The rate over time: while a send is open and watched, a sample (time, messages done)
+  is added to its snapshot every `SAMPLE_SECONDS`; when it has finished, the messages
+  per interval are counted once from deliveries.updated_at and kept with the counts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Float, func, select
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from newsletter.models import (
+    BounceEvent,
+    Delivery,
+    DeliveryStatus,
+    Digest,
+    DigestStatus,
+    StatsSnapshot,
+    Subscriber,
+    utcnow,
+)
+
+STATUSES = tuple(s.value for s in DeliveryStatus)  # queued sending sent deferred failed bounced
+FINAL = frozenset({DigestStatus.sent, DigestStatus.cancelled})
+LIVE_SECONDS = 1.0
+RECHECK_SECONDS = 60.0
+SAMPLE_SECONDS = 5.0
+MAX_SAMPLES = 240
+BUCKETS = 40
+DEFERRED_SCAN = 5000  # deferred rows read for the per-domain table (the top ten need few)
+
+Counts = dict[str, int]
+_live: dict[int, tuple[float, Counts]] = {}
+_live_lock = threading.Lock()
+
+
+def snapshot_name(digest_id: int) -> str:
+    return f"send:{digest_id}"
+
+
+def count_now(session: Session, digest_id: int) -> Counts:
+    """The send's deliveries by status, its complaints, and the total (no cache)."""
+    counts: Counts = dict.fromkeys(STATUSES, 0)
+    for status, n in session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id)
+        .group_by(Delivery.status)
+    ):
+        counts[str(status)] = counts.get(str(status), 0) + int(n)
+    counts["total"] = sum(counts[s] for s in STATUSES)
+    counts["complained"] = int(
+        session.scalar(
+            select(func.count())
+            .select_from(BounceEvent)
+            .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+            .where(Delivery.digest_id == digest_id, BounceEvent.kind == "complaint")
+        )
+        or 0
+    )
+    return counts
+
+
+def _live_counts(session: Session, digest_id: int) -> tuple[Counts, bool]:
+    """Counts of an open send, at most LIVE_SECONDS old; and whether they were fresh."""
+    now = time.monotonic()
+    with _live_lock:
+        hit = _live.get(digest_id)
+    if hit is not None and now - hit[0] < LIVE_SECONDS:
+        return hit[1], False
+    counts = count_now(session, digest_id)
+    with _live_lock:
+        _live[digest_id] = (now, counts)
+        if len(_live) > 1000:  # forget sends nobody watches any more
+            for key, (at, _) in list(_live.items()):
+                if now - at > 60:
+                    del _live[key]
+    return counts, True
+
+
+def _mark(session: Session) -> int:
+    return int(session.scalar(select(func.max(BounceEvent.id))) or 0)
+
+
+def _new_bounces(session: Session, digest_id: int, mark: int) -> bool:
+    return (
+        session.scalar(
+            select(BounceEvent.id)
+            .join(Delivery, Delivery.id == BounceEvent.delivery_id)
+            .where(BounceEvent.id > mark, Delivery.digest_id == digest_id)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _final_snapshot(session: Session, digest: Digest) -> dict[str, Any]:
+    """The kept counts of a finished send (see the module's docstring for when they are
+    counted again)."""
+    row = session.get(StatsSnapshot, snapshot_name(digest.id))
+    data: dict[str, Any] = dict(row.data) if row is not None and row.data else {}
+    now = utcnow()
+    fresh = (
+        row is not None
+        and data.get("finished_at") == _iso(digest.finished_at)
+        and "counts" in data
+        and "series" in data
+    )
+    if fresh and row is not None:
+        if (now - row.refreshed_at).total_seconds() < RECHECK_SECONDS:
+            return data
+        mark = _mark(session)
+        if mark != data.get("mark"):
+            if _new_bounces(session, digest.id, int(data.get("mark") or 0)):
+                data["counts"] = count_now(session, digest.id)
+            data["mark"] = mark
+        row.data, row.refreshed_at = data, now
+        return data
+    mark = _mark(session)
+    data = {
+        "finished_at": _iso(digest.finished_at),
+        "mark": mark,
+        "counts": count_now(session, digest.id),
+        "series": rate_buckets(session, digest),
+    }
+    if row is None:
+        session.add(StatsSnapshot(name=snapshot_name(digest.id), data=data, refreshed_at=now))
+        session.flush()
+    else:
+        row.data, row.refreshed_at = data, now
+    return data
+
+
+def counts(session: Session, digest: Digest) -> Counts:
+    """The send's counts by delivery status, `complained` and `total` (see module doc).
+
+    A finished send's snapshot may be written here: call it inside a unit of work that
+    commits (session_scope)."""
+    if digest.status in FINAL:
+        return dict(_final_snapshot(session, digest)["counts"])
+    if digest.started_at is None:
+        return {**dict.fromkeys(STATUSES, 0), "total": 0, "complained": 0}
+    found, fresh = _live_counts(session, digest.id)
+    if fresh:
+        _sample(session, digest.id, found)
+    return dict(found)
+
+
+def done(found: Counts) -> int:
+    """Messages the receiving servers have answered for good."""
+    return found.get("sent", 0) + found.get("bounced", 0) + found.get("failed", 0)
+
+
+def bounce_rate(found: Counts) -> float:
+    """Hard bounces plus complaints over what was delivered or bounced: the measure the
+    auto-pause uses (sending.control.check_bounce_rate)."""
+    delivered = found.get("sent", 0) + found.get("bounced", 0)
+    if not delivered:
+        return 0.0
+    return (found.get("bounced", 0) + found.get("complained", 0)) / delivered
+
+
+def average_rate(digest: Digest, found: Counts) -> float:
+    """Messages a second since the send started (to its end, once finished)."""
+    if digest.started_at is None:
+        return 0.0
+    end = digest.finished_at or utcnow()
+    elapsed = (end - digest.started_at).total_seconds()
+    return round(done(found) / elapsed, 1) if elapsed > 0 else 0.0
+
+
+# The rate over time -----------------------------------------------------------------
+
+
+def _sample(session: Session, digest_id: int, found: Counts) -> None:
+    """Add (now, done) to an open send's samples if the last is SAMPLE_SECONDS old.
+
+    In its own short transaction: a watcher must never hold a write lock while it reads.
+    A sample lost to a busy database (SQLite under a sending worker) costs one point of a
+    chart, so that one error is let go."""
+    from newsletter.db import session_scope
+
+    now = utcnow()
+    try:
+        with session_scope() as own:
+            row = own.get(StatsSnapshot, snapshot_name(digest_id))
+            data: dict[str, Any] = dict(row.data) if row is not None and row.data else {}
+            samples: list[list[Any]] = list(data.get("samples", []))
+            if samples:
+                last = datetime.fromisoformat(samples[-1][0])
+                if (now - last).total_seconds() < SAMPLE_SECONDS:
+                    return
+            samples.append([now.isoformat(), done(found)])
+            data["samples"] = samples[-MAX_SAMPLES:]
+            if row is None:
+                own.add(StatsSnapshot(name=snapshot_name(digest_id), data=data, refreshed_at=now))
+            else:
+                row.data, row.refreshed_at = data, now
+    except OperationalError:
+        return
+
+
+def _epoch(session: Session, column: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", column)
+    return (func.julianday(column) - 2440587.5) * 86400.0
+
+
+def rate_buckets(session: Session, digest: Digest) -> list[list[Any]]:
+    """A finished send's messages per second in up to BUCKETS equal intervals from its
+    start to its end, as [[interval start ISO, messages/s], …] (counted once)."""
+    if digest.started_at is None or digest.finished_at is None:
+        return []
+    start, end = digest.started_at, digest.finished_at
+    span = max((end - start).total_seconds(), 1.0)
+    width = max(span / BUCKETS, 1.0)
+    t0 = start.timestamp()
+    seconds = _epoch(session, Delivery.updated_at)
+    bucket = func.floor((sql_cast(seconds, Float) - t0) / width)
+    per: Counter[int] = Counter()
+    for index, n in session.execute(
+        select(bucket, func.count())
+        .where(
+            Delivery.digest_id == digest.id,
+            Delivery.status.in_(
+                (DeliveryStatus.sent, DeliveryStatus.bounced, DeliveryStatus.failed)
+            ),
+            Delivery.updated_at.is_not(None),
+        )
+        .group_by(bucket)
+    ):
+        if index is not None:
+            per[min(max(int(index), 0), BUCKETS - 1)] += int(n)
+    count = min(BUCKETS, max(1, int(span // width) + 1))
+    return [
+        [datetime.fromtimestamp(t0 + i * width, UTC).isoformat(), round(per[i] / width, 1)]
+        for i in range(count)
+    ]
+
+
+def rate_series(session: Session, digest: Digest) -> list[list[Any]]:
+    """[[time ISO, messages/s], …]: the kept buckets of a finished send, the differences
+    between the samples of an open one."""
+    if digest.status in FINAL and digest.started_at is not None:
+        return list(_final_snapshot(session, digest)["series"])
+    row = session.get(StatsSnapshot, snapshot_name(digest.id))
+    samples = (row.data or {}).get("samples", []) if row is not None else []
+    points: list[list[Any]] = []
+    previous: tuple[datetime, int] | None = None
+    if digest.started_at is not None:
+        previous = (digest.started_at, 0)
+    for at_text, n in samples:
+        at = datetime.fromisoformat(at_text)
+        if previous is not None and at > previous[0]:
+            seconds = (at - previous[0]).total_seconds()
+            points.append([at.isoformat(), round(max(n - previous[1], 0) / seconds, 1)])
+        previous = (at, int(n))
+    return points
+
+
+# Deferrals ---------------------------------------------------------------------------
+
+
+def deferrals_by_domain(session: Session, digest_id: int, top: int = 10) -> list[tuple[str, int]]:
+    """The receiving domains with the most deferred deliveries of the send (read from at
+    most DEFERRED_SCAN deferred rows, through ix_deliveries_digest_status)."""
+    emails = session.scalars(
+        select(Subscriber.email)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.deferred)
+        .limit(DEFERRED_SCAN)
+    )
+    per = Counter(email.rpartition("@")[2].lower() for email in emails)
+    return per.most_common(top)
