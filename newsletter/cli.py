@@ -15,6 +15,7 @@ from newsletter.commands import (
     lists,
     sends,
     services,
+    stats,
     stories,
     subscribers,
     up,
@@ -64,5 +65,6 @@ for command in (
     bounces.bounces,
     bounces.bounce_server,
     users.users_group,
+    stats.stats_group,
 ):
     main.add_command(command)

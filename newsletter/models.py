@@ -115,7 +115,14 @@ class Subscriber(Base):
 
 class Subscription(Base):
     __tablename__ = "subscriptions"
-    __table_args__ = (UniqueConstraint("list_id", "subscriber_id"),)
+    __table_args__ = (
+        UniqueConstraint("list_id", "subscriber_id"),
+        # The console's counts (newsletter/stats/): per list and status, and 30-day ranges.
+        Index("ix_subscriptions_list_status", "list_id", "status"),
+        Index("ix_subscriptions_created_at", "created_at"),
+        Index("ix_subscriptions_confirmed_at", "confirmed_at"),
+        Index("ix_subscriptions_unsubscribed_at", "unsubscribed_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
@@ -296,6 +303,8 @@ class Delivery(Base):
 
 class BounceEvent(Base):
     __tablename__ = "bounce_events"
+    # The console's 30-day bounce and policy-block counts (newsletter/stats/).
+    __table_args__ = (Index("ix_bounce_events_created_at", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     delivery_id: Mapped[int | None] = mapped_column(

@@ -57,6 +57,12 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": timedelta(minutes=settings.feed_poll_minutes),
                 "options": {"expires": settings.feed_poll_minutes * 60},
             },
+            # The console's counts (newsletter/stats/): pages read them, never count.
+            "refresh-stats": {
+                "task": "workers.tasks.refresh_stats",
+                "schedule": timedelta(seconds=settings.stats_refresh_seconds),
+                "options": {"expires": settings.stats_refresh_seconds},
+            },
         },
     }
     if settings.embedded:

@@ -272,3 +272,18 @@ def poll_feeds() -> dict[str, int]:
         outcomes = poll(session, get_settings())
     failed = sum(1 for o in outcomes if o.status.startswith("error"))
     return {"feeds": len(outcomes), "added": sum(o.added for o in outcomes), "failed": failed}
+
+
+# The console's counts -----------------------------------------------------------------
+
+
+@app.task
+def refresh_stats() -> list[str]:
+    """Beat, every STATS_REFRESH_SECONDS: the counts the console reads (newsletter/stats/),
+    and the mark its dashboard shows as beat's last tick (a tick a worker ran)."""
+    from newsletter.stats.aggregates import mark_beat, refresh
+
+    with session_scope() as session:
+        names = refresh(session)
+        mark_beat(session)
+    return names
