@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter import audit
-from newsletter.accounts.passwords import hash_password
+from newsletter.accounts.passwords import hash_password, verify
 from newsletter.accounts.roles import Capability, can, parse_role, rank
 from newsletter.config import Settings
 from newsletter.effects import Done
@@ -70,6 +70,13 @@ def create_user(
     user = User(email=address, role=chosen, password_hash=hash_password(password))
     session.add(user)
     session.flush()
+    return Done(user_record(user))
+
+
+def get_user(session: Session, settings: Settings, user_id: int) -> Done[dict[str, Any]]:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("id", f"there is no user {user_id}")
     return Done(user_record(user))
 
 
@@ -138,9 +145,25 @@ def set_password(
     actor = audit.current()
     if actor.name.lower() != user.email.lower():
         _may_manage(user.role)
+    return Done(_new_password(session, user, password))
+
+
+def _new_password(session: Session, user: User, password: str) -> dict[str, Any]:
     user.password_hash = hash_password(password)
     session.execute(delete(UserSession).where(UserSession.user_id == user.id))
-    return Done(user_record(user))
+    return user_record(user)
+
+
+@audit.audited("users.password", lambda current_password, password: audit.current().name)
+def change_own_password(
+    session: Session, settings: Settings, current_password: str, password: str
+) -> Done[dict[str, Any]]:
+    """The acting person's own new password, given the current one (a session left open
+    on a shared computer is not enough to take the account); their sessions end."""
+    user = find_user(session, audit.current().name)
+    if not verify(user.password_hash, current_password):
+        raise InvalidInput("current_password", "the current password is wrong")
+    return Done(_new_password(session, user, password))
 
 
 @audit.audited("users.token", lambda email: email)

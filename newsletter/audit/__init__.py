@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
@@ -93,3 +94,23 @@ def audited(
 
 def _describe(args: tuple[Any, ...]) -> str:
     return " ".join(str(a) for a in args if isinstance(a, str | int))
+
+
+def entries(
+    session: Session,
+    *,
+    before: int | None = None,
+    actor: str = "",
+    action: str = "",
+    limit: int = 50,
+) -> list[AuditEntry]:
+    """Newest first, `limit` at most, older than id `before` (keyset: no OFFSET over a
+    log that only grows); `actor` exact, `action` a prefix ("sends" or "sends.pause")."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    if action:
+        query = query.where(AuditEntry.action.startswith(action, autoescape=True))
+    return list(session.scalars(query))

@@ -36,6 +36,7 @@ def ingest_files(session: Session, settings: Settings, paths: list[Path]) -> Don
     return Done(_ingested(session, settings, parsed, skipped))
 
 
+@audit.audited("bounces.ingest", lambda raw: "1 message")
 def ingest_message(session: Session, settings: Settings, raw: bytes) -> Done[dict[str, Any]]:
     """One message (a DSN, an ARF complaint, an auto-reply) as the API receives it."""
     if not raw.strip():

@@ -36,6 +36,8 @@ CHANGES: tuple[tuple[str, Capability], ...] = (
 
 
 def needed_for(method: str, path: str) -> Capability:
+    if path == "/api/users" or path.startswith("/api/users/"):
+        return Capability.users  # who the staff are and their tokens is not for every reader
     if method in ("GET", "HEAD"):
         return Capability.read
     for prefix, capability in CHANGES:

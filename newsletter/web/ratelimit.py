@@ -13,6 +13,9 @@ class RateLimiter(Protocol):
     def hit(self, key: str, limit: int, window: int) -> bool:
         """Count one hit; True while the key stays within `limit` per `window` seconds."""
 
+    def spent(self, key: str, limit: int, window: int) -> bool:
+        """True when the key already has `limit` hits in this window (nothing counted)."""
+
 
 class MemoryRateLimiter:
     """For the embedded default: one web process, so its memory is the whole truth."""
@@ -33,6 +36,11 @@ class MemoryRateLimiter:
             self._counts[key] = (count, reset)
             return count <= limit
 
+    def spent(self, key: str, limit: int, window: int) -> bool:
+        with self._lock:
+            count, reset = self._counts.get(key, (0, 0.0))
+            return reset > time.monotonic() and count >= limit
+
 
 class RedisRateLimiter:
     def __init__(self, url: str) -> None:
@@ -45,6 +53,10 @@ class RedisRateLimiter:
         pipe.expire(bucket, window + 1)
         count, _ = pipe.execute()
         return int(count) <= limit
+
+    def spent(self, key: str, limit: int, window: int) -> bool:
+        count = self._redis.get(f"nl:rl:{key}:{int(time.time()) // window}")
+        return count is not None and int(count) >= limit
 
 
 def make_limiter(redis_url: str | None) -> RateLimiter:

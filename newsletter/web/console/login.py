@@ -62,6 +62,10 @@ async def login_submit(request: Request) -> Response:
     if not limiter.hit(f"login-ip:{ip}", settings.login_limit_ip, IP_WINDOW):
         return _login_page(request, 429, "Too many attempts from here; wait a few minutes.", email)
     account = f"login-account:{email.lower()}"
+    # Checked before the password: once an account's failures reach the limit, even the
+    # right password waits, or the limit would only slow the guesses down.
+    if limiter.spent(account, settings.login_limit_account, ACCOUNT_WINDOW):
+        return _login_page(request, 429, "Too many failed attempts; wait 15 minutes.", email)
     try:
         done = await run_in_threadpool(_login, email, password, ip)
     except InvalidInput as exc:
