@@ -99,6 +99,9 @@ class MailingList(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # The console filters readers by status, newest first (migration 0009 adds the
+    # search's expression indexes on the address and the lower-cased name).
+    __table_args__ = (Index("ix_subscribers_status", "status", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Normalised by email-validator: one row per address whatever its case or Unicode form.

@@ -38,9 +38,12 @@ def subscribers_add(email: str, list_slug: str, name: str, confirmed: bool, as_j
 @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--list", "list_slug", required=True)
 @click.option("--confirmed", is_flag=True)
+@click.option("--dry-run", is_flag=True, help="Report what the import would do; change nothing.")
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def subscribers_import(file: Any, list_slug: str, confirmed: bool, as_json: bool) -> None:
+def subscribers_import(
+    file: Any, list_slug: str, confirmed: bool, dry_run: bool, as_json: bool
+) -> None:
     """Import a CSV with columns email,name.
 
     Rows for readers who unsubscribed from the list, complained, bounced or were erased
@@ -48,8 +51,9 @@ def subscribers_import(file: Any, list_slug: str, confirmed: bool, as_json: bool
     """
     from newsletter.errors import InvalidInput
 
+    action = actions.preview_import if dry_run else actions.import_subscribers
     try:
-        report = perform(actions.import_subscribers, file, list_slug, confirmed)
+        report = perform(action, file, list_slug, confirmed)
     except InvalidInput as exc:
         if exc.field == "file":
             exc.message = f"{file.name}: {exc.message}"
@@ -62,7 +66,8 @@ def subscribers_import(file: Any, list_slug: str, confirmed: bool, as_json: bool
     for line in report["invalid"]:
         click.echo(f"skipped {line}", err=True)
     click.echo(
-        f"added {report['added']}, confirmation sent {report['confirmation_sent']}, "
+        ("dry run, nothing changed: would have " if dry_run else "")
+        + f"added {report['added']}, confirmation sent {report['confirmation_sent']}, "
         f"unchanged {report['unchanged']}, skipped {len(report['skipped'])}, "
         f"invalid {len(report['invalid'])}"
     )

@@ -31,7 +31,7 @@ from newsletter.subscriptions.consent import (
     unsubscription,
 )
 from newsletter.subscriptions.erase import erase
-from newsletter.subscriptions.subscribers import import_csv, subscriber_records
+from newsletter.subscriptions.subscribers import ImportReport, import_csv, subscriber_records
 from newsletter.subscriptions.tokens import ConfirmClaim, make_unsubscribe_token
 
 
@@ -173,18 +173,68 @@ def import_subscribers(
     session: Session, settings: Settings, stream: IO[str], list_slug: str, confirmed: bool
 ) -> Done[dict[str, Any]]:
     """A CSV with columns email,name: one transaction, a confirmation mail per new row."""
+    report = _import(session, settings, stream, list_slug, confirmed)
+    return Done(_report_value(report), tuple(SendConfirmation(i) for i in report.pending_ids))
+
+
+def preview_import(
+    session: Session, settings: Settings, stream: IO[str], list_slug: str, confirmed: bool
+) -> Done[dict[str, Any]]:
+    """The dry run: what `import_subscribers` would do with this file; writes nothing."""
+    report = _import(session, settings, stream, list_slug, confirmed, dry_run=True)
+    return Done(_report_value(report))
+
+
+def begin_import(
+    session: Session, settings: Settings, list_slug: str, rows: int, confirmed: bool
+) -> Done[str]:
+    """On record before a file is imported in parts (`import_part`): who, which list,
+    how many rows, whether as confirmed."""
+    mlist = lists.find_list(session, list_slug)
+    audit.record(
+        session,
+        "subscribers.import",
+        f"list {mlist.slug}",
+        {"rows": rows, "confirmed": confirmed, "in_parts": True},
+    )
+    return Done(mlist.slug)
+
+
+def import_part(
+    session: Session,
+    settings: Settings,
+    stream: IO[str],
+    list_slug: str,
+    confirmed: bool,
+    first_line: int,
+) -> Done[dict[str, Any]]:
+    """One part of a big file (its own transaction), after `begin_import`."""
+    report = _import(session, settings, stream, list_slug, confirmed, first_line=first_line)
+    return Done(_report_value(report), tuple(SendConfirmation(i) for i in report.pending_ids))
+
+
+def _import(
+    session: Session,
+    settings: Settings,
+    stream: IO[str],
+    list_slug: str,
+    confirmed: bool,
+    **options: Any,
+) -> ImportReport:
     try:
-        report = import_csv(session, settings, stream, list_slug, confirmed)
+        return import_csv(session, settings, stream, list_slug, confirmed, **options)
     except UnicodeDecodeError:
         raise InvalidInput("file", "not a UTF-8 text file") from None
-    value = {
+
+
+def _report_value(report: ImportReport) -> dict[str, Any]:
+    return {
         "added": report.added,
         "confirmation_sent": report.pending,
         "unchanged": report.unchanged,
         "skipped": [s.record() for s in report.skipped],
         "invalid": report.invalid,
     }
-    return Done(value, tuple(SendConfirmation(i) for i in report.pending_ids))
 
 
 def list_subscribers(

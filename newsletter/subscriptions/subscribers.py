@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import IO
 
 from sqlalchemy import select
@@ -12,8 +13,22 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.errors import InvalidInput
-from newsletter.models import MailingList, Subscriber, Subscription
-from newsletter.subscriptions.consent import ConsentRecord, Outcome, Refusal, subscribe
+from newsletter.models import (
+    MailingList,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
+from newsletter.subscriptions.addresses import clean_name, normalise_email
+from newsletter.subscriptions.consent import (
+    ConsentRecord,
+    Outcome,
+    Refusal,
+    SubscribeResult,
+    operator_refusal,
+    subscribe,
+)
 from newsletter.subscriptions.lists import find_list
 
 
@@ -77,7 +92,14 @@ class ImportReport:
 
 
 def import_csv(
-    session: Session, settings: Settings, stream: IO[str], list_slug: str, confirmed: bool
+    session: Session,
+    settings: Settings,
+    stream: IO[str],
+    list_slug: str,
+    confirmed: bool,
+    *,
+    dry_run: bool = False,
+    first_line: int = 2,
 ) -> ImportReport:
     """Columns email,name. Rows with a bad address are reported, the rest imported.
 
@@ -85,24 +107,32 @@ def import_csv(
     which is what consent law expects of an imported list of unknown provenance.
     A row for someone who unsubscribed from the list, complained, bounced or was erased
     is skipped with its reason, with or without --confirmed: no subscription, no mail.
+
+    `dry_run` writes nothing and reports what the import would do, by the same rules
+    (`_would_subscribe`, using `subscribe`'s own refusal check). `first_line` numbers
+    the rows of a file imported in parts.
     """
-    find_list(session, list_slug)
+    mlist = find_list(session, list_slug)
     reader = csv.DictReader(stream)
     if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
         raise InvalidInput("file", "The CSV needs a header row with an 'email' column.")
     report = ImportReport()
-    for lineno, row in enumerate(reader, start=2):
+    seen: set[str] = set()
+    for lineno, row in enumerate(reader, start=first_line):
         row = {(k or "").strip().lower(): (v or "") for k, v in row.items()}
         try:
-            result = subscribe(
-                session,
-                settings,
-                email=row.get("email", ""),
-                name=row.get("name"),
-                list_slug=list_slug,
-                consent=ConsentRecord(source="import"),
-                confirmed=confirmed,
-            )
+            if dry_run:
+                result = _would_subscribe(session, settings, mlist, row, confirmed, seen)
+            else:
+                result = subscribe(
+                    session,
+                    settings,
+                    email=row.get("email", ""),
+                    name=row.get("name"),
+                    list_slug=list_slug,
+                    consent=ConsentRecord(source="import"),
+                    confirmed=confirmed,
+                )
         except InvalidInput as exc:
             report.invalid.append(f"line {lineno}: {exc.message}")
             continue
@@ -112,7 +142,50 @@ def import_csv(
             report.added += 1
         elif result.outcome is Outcome.pending and result.subscription_id is not None:
             report.pending += 1
-            report.pending_ids.append(result.subscription_id)
+            if not dry_run:
+                report.pending_ids.append(result.subscription_id)
         else:
             report.unchanged += 1
     return report
+
+
+def _would_subscribe(
+    session: Session,
+    settings: Settings,
+    mlist: MailingList,
+    row: dict[str, str],
+    confirmed: bool,
+    seen: set[str],
+) -> SubscribeResult:
+    """What `subscribe` would answer for this row, reading only. An address met earlier
+    in the same file counts as unchanged, as the real import would find it there."""
+    address = normalise_email(
+        row.get("email", ""), check_deliverability=settings.check_deliverability
+    )
+    clean_name(row.get("name"))
+    if address in seen:
+        return SubscribeResult(Outcome.already_pending)
+    seen.add(address)
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    sub = (
+        session.scalar(
+            select(Subscription).where(
+                Subscription.list_id == mlist.id, Subscription.subscriber_id == subscriber.id
+            )
+        )
+        if subscriber is not None
+        else None
+    )
+    refusal = operator_refusal(session, settings, address, subscriber, sub)
+    if refusal is not None:
+        return SubscribeResult(Outcome.suppressed, None, refusal)
+    if sub is not None and sub.status == SubscriptionStatus.confirmed:
+        return SubscribeResult(Outcome.already_confirmed)
+    if confirmed:
+        return SubscribeResult(Outcome.confirmed)
+    if sub is not None and sub.confirm_sent_at is not None:
+        window = timedelta(minutes=settings.confirm_resend_minutes)
+        if utcnow() - sub.confirm_sent_at < window:
+            return SubscribeResult(Outcome.already_pending)
+    # A pending subscription has no id yet in a dry run: 0 stands for "one would be made".
+    return SubscribeResult(Outcome.pending, 0)

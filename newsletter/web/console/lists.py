@@ -1,7 +1,142 @@
-"""Console page (to be built)."""
+"""/console/lists: the lists with their readers, and (admins) create, edit, delete."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import func, select
+
+from newsletter.accounts.roles import Capability
+from newsletter.accounts.sessions import Current
+from newsletter.db import session_scope
+from newsletter.models import MailingList, Subscription
+from newsletter.subscriptions import actions
+from newsletter.web.console.core import ActionFailed, SignedIn, act, redirect, render, requires
 
 router = APIRouter()
+Admin = Annotated[Current, requires(Capability.lists)]
+Text = Annotated[str, Form()]
+
+
+def _counts() -> dict[str, dict[str, int]]:
+    """Readers per list and state. TODO: read the stats snapshot (newsletter/stats) once
+    it keeps list counts; until then one GROUP BY over subscriptions."""
+    counts: dict[str, dict[str, int]] = {}
+    with session_scope() as session:
+        for slug, status, n in session.execute(
+            select(MailingList.slug, Subscription.status, func.count())
+            .join(MailingList, MailingList.id == Subscription.list_id)
+            .group_by(MailingList.slug, Subscription.status)
+        ):
+            counts.setdefault(slug, {})[status] = int(n)
+    return counts
+
+
+@router.get("/lists", response_class=HTMLResponse)
+def lists_page(request: Request, current: SignedIn) -> HTMLResponse:
+    return render(request, "lists.html", lists=act(actions.list_lists), counts=_counts())
+
+
+def _find(slug: str) -> dict[str, object]:
+    for record in act(actions.list_lists):
+        if record["slug"] == slug:
+            return record
+    raise ActionFailed(404, f"There is no list called {slug!r}.")
+
+
+def _form(
+    request: Request,
+    record: dict[str, object],
+    *,
+    new: bool,
+    error: str = "",
+    field: str = "",
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request, "list_form.html", status=status, record=record, new=new, error=error, field=field
+    )
+
+
+@router.get("/lists/new", response_class=HTMLResponse)
+def new_list_form(request: Request, current: Admin) -> HTMLResponse:
+    return _form(request, {"slug": "", "name": "", "schedule": "", "timezone": "UTC"}, new=True)
+
+
+@router.post("/lists/new", response_model=None)
+def create_list(
+    request: Request,
+    current: Admin,
+    slug: Text = "",
+    name: Text = "",
+    schedule: Text = "",
+    timezone: Text = "UTC",
+) -> Response:
+    record = {"slug": slug, "name": name, "schedule": schedule, "timezone": timezone}
+    try:
+        act(actions.create_list, slug.strip(), name, schedule.strip() or None, timezone.strip())
+    except ActionFailed as exc:
+        return _form(
+            request, record, new=True, error=exc.message, field=exc.field, status=exc.status
+        )
+    return redirect("/console/lists", f"List {slug.strip()} created.")
+
+
+@router.get("/lists/{slug}/edit", response_class=HTMLResponse)
+def edit_list_form(request: Request, slug: str, current: SignedIn) -> HTMLResponse:
+    return _form(request, _find(slug), new=False)
+
+
+@router.post("/lists/{slug}/edit", response_model=None)
+def update_list(
+    request: Request,
+    slug: str,
+    current: Admin,
+    name: Text = "",
+    schedule: Text = "",
+    timezone: Text = "UTC",
+) -> Response:
+    record = {"slug": slug, "name": name, "schedule": schedule, "timezone": timezone}
+    try:
+        act(
+            actions.update_list,
+            slug,
+            name=name,
+            schedule=schedule.strip() or None,
+            timezone=timezone.strip(),
+            clear_schedule=not schedule.strip(),
+        )
+    except ActionFailed as exc:
+        return _form(
+            request, record, new=False, error=exc.message, field=exc.field, status=exc.status
+        )
+    return redirect("/console/lists", f"List {slug} saved.")
+
+
+@router.get("/lists/{slug}/delete", response_class=HTMLResponse)
+def delete_list_form(request: Request, slug: str, current: Admin) -> HTMLResponse:
+    counts = _counts().get(slug, {})
+    return render(request, "list_delete.html", record=_find(slug), readers=sum(counts.values()))
+
+
+@router.post("/lists/{slug}/delete", response_model=None)
+def delete_list(request: Request, slug: str, current: Admin, typed: Text = "") -> Response:
+    record = _find(slug)
+    if typed.strip() != slug:
+        counts = _counts().get(slug, {})
+        return render(
+            request,
+            "list_delete.html",
+            status=422,
+            record=record,
+            readers=sum(counts.values()),
+            error=f"You typed {typed.strip()!r}, not {slug!r}: nothing was deleted.",
+        )
+    removed = act(actions.delete_list, slug)
+    return redirect(
+        "/console/lists",
+        f"List {slug} deleted with {removed['subscriptions']} subscriptions "
+        f"and {removed['digests']} digests.",
+    )

@@ -1,0 +1,119 @@
+"""Finding readers among a million: prefix search on an index, keyset pages, no COUNT.
+
+An address or a name prefix is a range on an index (migration 0009): on PostgreSQL the
+key is compared with COLLATE "C" so "starts with" is a byte range whatever the database
+collation, and the index is built the same way; SQLite compares bytes already. Pages
+follow the key (`after`: the last reader shown), never OFFSET; the total is the "about"
+figure of the stats snapshot, never a COUNT(*) per request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy.orm import Session
+
+from newsletter.errors import InvalidInput
+from newsletter.models import (
+    MailingList,
+    StatsSnapshot,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+)
+
+PAGE = 50
+# The largest code point: every string that starts with q sorts before q + TOP.
+TOP = "\U0010ffff"
+Field = Literal["address", "name"]
+SUBSCRIPTION_STATES = tuple(s.value for s in SubscriptionStatus)
+READER_STATES = tuple(s.value for s in SubscriberStatus if s != SubscriberStatus.active)
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    email: str
+    name: str
+    status: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row]
+    next_after: int | None  # the cursor of the next page, None on the last
+
+
+def _key(session: Session, field: Field) -> ColumnElement[Any]:
+    column: ColumnElement[Any] = (
+        Subscriber.email if field == "address" else func.lower(Subscriber.name)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        column = column.collate("C")
+    return column
+
+
+def search(
+    session: Session,
+    *,
+    query: str = "",
+    field: Field = "address",
+    list_slug: str | None = None,
+    status: str | None = None,
+    after: int | None = None,
+    limit: int = PAGE,
+) -> Page:
+    """One page of readers: by prefix of address or name (lower-cased, as addresses are
+    stored), on a list, in a state (of the subscription to that list or any list:
+    confirmed/unconfirmed/unsubscribed; or the reader's own: bounced/complained/
+    suppressed)."""
+    prefix = " ".join(query.split()).lower()[:320]
+    stmt: Select[tuple[Subscriber]] = select(Subscriber)
+    list_id = None
+    if list_slug:
+        list_id = session.scalar(select(MailingList.id).where(MailingList.slug == list_slug))
+        if list_id is None:
+            raise InvalidInput("list", f"There is no list called {list_slug!r}.")
+    if status and status not in SUBSCRIPTION_STATES + READER_STATES:
+        raise InvalidInput("status", f"Unknown status {status!r}.")
+    if status in READER_STATES:
+        stmt = stmt.where(Subscriber.status == status)
+    if list_id is not None or status in SUBSCRIPTION_STATES:
+        on = [Subscription.subscriber_id == Subscriber.id]
+        if list_id is not None:
+            on.append(Subscription.list_id == list_id)
+        if status in SUBSCRIPTION_STATES:
+            on.append(Subscription.status == status)
+        stmt = stmt.where(select(Subscription.id).where(*on).exists())
+
+    if prefix:
+        key = _key(session, field)
+        stmt = stmt.where(key >= prefix, key < prefix + TOP)
+        if after is not None:
+            last = session.get(Subscriber, after)
+            if last is not None:
+                mark = last.email if field == "address" else (last.name or "").lower()
+                stmt = stmt.where(tuple_(key, Subscriber.id) > tuple_(mark, after))
+        stmt = stmt.order_by(key, Subscriber.id)
+    else:
+        # Newest first: the reader an operator just added or imported is on top.
+        if after is not None:
+            stmt = stmt.where(Subscriber.id < after)
+        stmt = stmt.order_by(Subscriber.id.desc())
+    found = list(session.scalars(stmt.limit(limit + 1)))
+    rows = [Row(s.id, s.email, s.name, s.status, s.created_at.strftime("%Y-%m-%d")) for s in found]
+    more = len(rows) > limit
+    return Page(rows[:limit], rows[limit - 1].id if more else None)
+
+
+def about_total(session: Session) -> int | None:
+    """How many readers there are, from the maintained snapshot (None until one exists)."""
+    snapshot = session.get(StatsSnapshot, "list_counts")
+    if snapshot is None or not isinstance(snapshot.data, dict):
+        return None
+    total = snapshot.data.get("subscribers")
+    return int(total) if isinstance(total, int) else None
