@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InvalidInput
@@ -50,7 +50,7 @@ class Page:
 
 def _key(session: Session, field: Field) -> ColumnElement[Any]:
     column: ColumnElement[Any] = (
-        Subscriber.email if field == "address" else func.lower(Subscriber.name)
+        Subscriber.email.expression if field == "address" else func.lower(Subscriber.name)
     )
     if session.get_bind().dialect.name == "postgresql":
         column = column.collate("C")
@@ -72,7 +72,7 @@ def search(
     confirmed/unconfirmed/unsubscribed; or the reader's own: bounced/complained/
     suppressed)."""
     prefix = " ".join(query.split()).lower()[:320]
-    stmt: Select[tuple[Subscriber]] = select(Subscriber)
+    stmt = select(Subscriber)
     list_id = None
     if list_slug:
         list_id = session.scalar(select(MailingList.id).where(MailingList.slug == list_slug))

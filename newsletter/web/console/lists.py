@@ -74,7 +74,12 @@ def create_list(
     schedule: Text = "",
     timezone: Text = "UTC",
 ) -> Response:
-    record = {"slug": slug, "name": name, "schedule": schedule, "timezone": timezone}
+    record: dict[str, object] = {
+        "slug": slug,
+        "name": name,
+        "schedule": schedule,
+        "timezone": timezone,
+    }
     try:
         act(actions.create_list, slug.strip(), name, schedule.strip() or None, timezone.strip())
     except ActionFailed as exc:
@@ -98,7 +103,12 @@ def update_list(
     schedule: Text = "",
     timezone: Text = "UTC",
 ) -> Response:
-    record = {"slug": slug, "name": name, "schedule": schedule, "timezone": timezone}
+    record: dict[str, object] = {
+        "slug": slug,
+        "name": name,
+        "schedule": schedule,
+        "timezone": timezone,
+    }
     try:
         act(
             actions.update_list,
