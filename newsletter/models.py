@@ -253,6 +253,8 @@ class Digest(Base):
     requested_by: Mapped[str | None] = mapped_column(String(320))
     approved_by: Mapped[str | None] = mapped_column(String(320))
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a scheduled send starts (status scheduled; sending/later.py, beat's send tick).
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     mailing_list: Mapped[MailingList] = relationship()
 

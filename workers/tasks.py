@@ -160,9 +160,11 @@ def send_batch(
 @app.task
 def send_tick() -> int:
     """Each minute: start the digests that are due, recover stalled sends."""
+    from newsletter.sending.later import start_due
     from newsletter.sending.schedule import run_due_schedules
 
     started = run_due_schedules(get_settings(), enqueue_ranges)
+    started += start_due(get_settings(), enqueue_ranges)  # sends scheduled for a time
     recover_sends()
     return started
 

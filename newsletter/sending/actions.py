@@ -26,7 +26,7 @@ from newsletter.models import (
     Subscription,
     SubscriptionStatus,
 )
-from newsletter.sending import approval, control
+from newsletter.sending import approval, control, later
 from newsletter.sending.job import start_send
 from newsletter.sending.testsend import test_message
 from newsletter.subscriptions.addresses import normalise_email
@@ -172,3 +172,27 @@ def cancel(session: Session, settings: Settings, send_id: int) -> Done[Status]:
 def retry_failed(session: Session, settings: Settings, send_id: int) -> Done[Status]:
     ranges = control.retry_failed(session, settings, send_id)
     return Done(status(session, settings, send_id).value, _batches(send_id, ranges))
+
+
+@audit.audited(
+    "sends.schedule", lambda list_slug, digest_id, send_at: f"digest {digest_id} at {send_at}"
+)
+def schedule(
+    session: Session, settings: Settings, list_slug: str, digest_id: int, send_at: str
+) -> Done[Status]:
+    """Send a draft at a chosen time (`send_at`: ISO 8601; without an offset, in the
+    list's time zone); beat starts it then (sending/later.py)."""
+    mlist = find_list(session, list_slug)
+    if not has_readers(session, mlist.id):
+        raise Conflict("list", f"{list_slug}: no confirmed subscribers to send to")
+    digest = pick_digest(session, settings, mlist, digest_id)
+    later.schedule(session, digest, later.local_time(send_at, mlist.timezone), audit.current().name)
+    return Done(control.send_status(session, digest))
+
+
+@audit.audited("sends.unschedule", lambda send_id: f"send {send_id}")
+def unschedule(session: Session, settings: Settings, send_id: int) -> Done[Status]:
+    """Call off a scheduled send before its time: its digest is a draft again."""
+    digest = control.get_digest(session, send_id)
+    later.unschedule(session, digest)
+    return Done(control.send_status(session, digest))

@@ -5,6 +5,7 @@
     scheduled, sending, paused ──cancel──▶ cancelled
     draft ──submit──▶ awaiting_approval ──start (approved)──▶ sending
     awaiting_approval ──withdraw──▶ draft
+    draft ──schedule──▶ scheduled ──unschedule──▶ draft   (sending/later.py)
 
 `TRANSITIONS` is the whole table; `next_status` answers from it alone (pure, raises
 `IllegalTransition`), and each write is one conditional UPDATE … WHERE status IN (the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Result, select, update
@@ -51,6 +53,8 @@ class Event(enum.StrEnum):
     retry = "retry"
     submit = "submit"  # asked to send with NEWSLETTER_SEND_APPROVAL on (sending/approval.py)
     withdraw = "withdraw"  # the request taken back, or refused by the approver
+    schedule = "schedule"  # to start at a chosen time (sending/later.py)
+    unschedule = "unschedule"  # that time called off before it came: a draft again
 
 
 class PausedBy(enum.StrEnum):
@@ -77,6 +81,8 @@ TRANSITIONS: Mapping[Event, Transition] = {
     Event.retry: Transition(frozenset({S.sending, S.paused, S.sent}), S.sending),
     Event.submit: Transition(frozenset({S.draft}), S.awaiting_approval),
     Event.withdraw: Transition(frozenset({S.awaiting_approval}), S.draft),
+    Event.schedule: Transition(frozenset({S.draft}), S.scheduled),
+    Event.unschedule: Transition(frozenset({S.scheduled}), S.draft),
 }
 
 
@@ -160,6 +166,17 @@ def submit(session: Session, digest_id: int, requested_by: str) -> bool:
 def withdraw(session: Session, digest_id: int) -> bool:
     """awaiting_approval → draft: nothing was written to the ledger, nothing is used up."""
     return _apply(session, digest_id, Event.withdraw, {"requested_by": None})
+
+
+def schedule(session: Session, digest_id: int, send_at: datetime, requested_by: str) -> bool:
+    """draft → scheduled: beat starts it at `send_at` (sending/later.py)."""
+    values = {"send_at": send_at, "requested_by": requested_by, "pause_reason": None}
+    return _apply(session, digest_id, Event.schedule, values)
+
+
+def unschedule(session: Session, digest_id: int) -> bool:
+    """scheduled → draft: nothing was written to the ledger, nothing is used up."""
+    return _apply(session, digest_id, Event.unschedule, {"send_at": None, "requested_by": None})
 
 
 def pause(session: Session, digest_id: int, by: PausedBy, reason: str) -> bool:
