@@ -99,9 +99,13 @@ class MailingList(Base):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
-    # The console filters readers by status, newest first (migration 0009 adds the
-    # search's expression indexes on the address and the lower-cased name).
-    __table_args__ = (Index("ix_subscribers_status", "status", "id"),)
+    # The console's search: prefixes of the address and the name, readers by status
+    # (on PostgreSQL the first two are COLLATE "C", migration 0009; subscriptions/search.py).
+    __table_args__ = (
+        Index("ix_subscribers_status", "status", "id"),
+        Index("ix_subscribers_email_c", "email", "id"),
+        Index("ix_subscribers_name_c", "name", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Normalised by email-validator: one row per address whatever its case or Unicode form.

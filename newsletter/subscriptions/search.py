@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, func, select, tuple_
+from sqlalchemy import ColumnElement, and_, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from newsletter.errors import InvalidInput
@@ -49,12 +49,19 @@ class Page:
 
 
 def _key(session: Session, field: Field) -> ColumnElement[Any]:
-    column: ColumnElement[Any] = (
-        Subscriber.email.expression if field == "address" else func.lower(Subscriber.name)
-    )
+    column = (Subscriber.email if field == "address" else Subscriber.name).expression
     if session.get_bind().dialect.name == "postgresql":
-        column = column.collate("C")
+        return column.collate("C")
     return column
+
+
+def _prefixes(field: Field, query: str) -> list[str]:
+    """Addresses are stored lower-cased; names as people wrote them, so a name is looked
+    for as typed and with capitals ("ana lima" finds "Ana Lima")."""
+    if field == "address":
+        return [query.lower()]
+    forms = [query, query.lower(), query.title(), query[:1].upper() + query[1:]]
+    return list(dict.fromkeys(forms))
 
 
 def search(
@@ -67,11 +74,10 @@ def search(
     after: int | None = None,
     limit: int = PAGE,
 ) -> Page:
-    """One page of readers: by prefix of address or name (lower-cased, as addresses are
-    stored), on a list, in a state (of the subscription to that list or any list:
-    confirmed/unconfirmed/unsubscribed; or the reader's own: bounced/complained/
-    suppressed)."""
-    prefix = " ".join(query.split()).lower()[:320]
+    """One page of readers: by prefix of address or name, on a list, in a state (of
+    the subscription to that list or any list: confirmed/unconfirmed/unsubscribed; or
+    the reader's own: bounced/complained/suppressed)."""
+    prefix = " ".join(query.split())[:320]
     stmt = select(Subscriber)
     list_id = None
     if list_slug:
@@ -92,11 +98,11 @@ def search(
 
     if prefix:
         key = _key(session, field)
-        stmt = stmt.where(key >= prefix, key < prefix + TOP)
+        stmt = stmt.where(or_(*(and_(key >= p, key < p + TOP) for p in _prefixes(field, prefix))))
         if after is not None:
             last = session.get(Subscriber, after)
             if last is not None:
-                mark = last.email if field == "address" else (last.name or "").lower()
+                mark = last.email if field == "address" else last.name
                 stmt = stmt.where(tuple_(key, Subscriber.id) > tuple_(mark, after))
         stmt = stmt.order_by(key, Subscriber.id)
     else:

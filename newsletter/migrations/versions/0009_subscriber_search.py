@@ -16,20 +16,17 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("ix_subscribers_status", "subscribers", ["status", "id"])
-    # Expression indexes (not in the models: autogenerate does not compare them). On
-    # PostgreSQL the key is compared COLLATE "C" (search.py) so a prefix is a byte range
-    # whatever the database's collation; SQLite compares bytes already.
+    # On PostgreSQL the keys are compared COLLATE "C" (search.py) so a prefix is a byte
+    # range whatever the database's collation; SQLite compares bytes already.
     if op.get_bind().dialect.name == "postgresql":
         op.execute('CREATE INDEX ix_subscribers_email_c ON subscribers ((email COLLATE "C"), id)')
-        op.execute(
-            'CREATE INDEX ix_subscribers_name_c ON subscribers ((lower(name) COLLATE "C"), id)'
-        )
+        op.execute('CREATE INDEX ix_subscribers_name_c ON subscribers ((name COLLATE "C"), id)')
     else:
-        op.execute("CREATE INDEX ix_subscribers_name_c ON subscribers (lower(name), id)")
+        op.create_index("ix_subscribers_email_c", "subscribers", ["email", "id"])
+        op.create_index("ix_subscribers_name_c", "subscribers", ["name", "id"])
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP INDEX ix_subscribers_email_c")
-    op.execute("DROP INDEX ix_subscribers_name_c")
+    op.drop_index("ix_subscribers_name_c", table_name="subscribers")
+    op.drop_index("ix_subscribers_email_c", table_name="subscribers")
     op.drop_index("ix_subscribers_status", table_name="subscribers")
