@@ -22,14 +22,16 @@ from collections.abc import Mapping, Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH = 600
-FONT = 14  # in viewBox units: about 8.5 px on a phone, 14 px on a desktop
+WIDTH = 480
+# In viewBox units: about 10 px on a 390 px phone, 17 px at the widest (MAX_WIDTH).
+FONT = 15
+LEGEND_X = 8
 DASHES = ("", "8 4", "2 4", "12 4 3 4", "4 2")
 
 _STYLE = Markup(
     "<style>"
     ".nl-chart{--c1:#1a4f8b;--c2:#1e6b32;--c3:#a4161a;--c4:#8a5a00;--c5:#6a3d9a;"
-    "font-family:system-ui,sans-serif}"
+    "font-family:system-ui,sans-serif;max-width:36rem;height:auto}"
     "@media (prefers-color-scheme:dark){.nl-chart{--c1:#8ab8ee;--c2:#7fd49a;--c3:#ff8f8f;"
     "--c4:#f0c060;--c5:#c9a0f0}}"
     ".nl-chart text{fill:currentColor}"
@@ -63,13 +65,15 @@ def line_chart(
         return _empty(ident, title, desc or f"{title}: no data yet.")
     legend_rows = _legend_rows(names)
     top = 12 + legend_rows * (FONT + 10)
-    left, right, bottom = 56, 16, 44
-    height = top + 180 + bottom
-    plot_w, plot_h = WIDTH - left - right, 180
     values = [float(v) for name in names for v in series[name][:count]]
     low = min(0.0, *values) if values else 0.0
     whole = all(v.is_integer() for v in values)
     ticks = _ticks(low, max(values, default=0.0), whole=whole)
+    # Room for the widest number on the y axis, and for half of the last day's label.
+    left = max(36.0, max(len(_fmt(t)) for t in ticks) * FONT * 0.6 + 10)
+    right, bottom, plot_h = 12, 44, 150
+    height = top + plot_h + bottom
+    plot_w = WIDTH - left - right
     span = ticks[-1] - ticks[0] or 1.0
 
     def x(i: int) -> float:
@@ -83,14 +87,14 @@ def line_chart(
     for tick in ticks:
         ty = _n(y(tick))
         parts.append(
-            f'<line class="grid" x1="{left}" x2="{WIDTH - right}" y1="{ty}" y2="{ty}"'
+            f'<line class="grid" x1="{_n(left)}" x2="{WIDTH - right}" y1="{ty}" y2="{ty}"'
             f' stroke="#d0d0cc" stroke-width="1"/>'
-            f'<text x="{left - 6}" y="{_n(y(tick) + FONT / 3)}" text-anchor="end"'
+            f'<text x="{_n(left - 6)}" y="{_n(y(tick) + FONT / 3)}" text-anchor="end"'
             f' font-size="{FONT}">{escape(_fmt(tick))}</text>'
         )
     base = _n(top + plot_h)
     parts.append(
-        f'<line class="axis" x1="{left}" x2="{WIDTH - right}" y1="{base}" y2="{base}"'
+        f'<line class="axis" x1="{_n(left)}" x2="{WIDTH - right}" y1="{base}" y2="{base}"'
         ' stroke="#555" stroke-width="1"/>'
     )
     for i in _label_positions(count):
@@ -99,7 +103,9 @@ def line_chart(
             f'<text x="{_n(x(i))}" y="{_n(top + plot_h + FONT + 8)}" text-anchor="{anchor}"'
             f' font-size="{FONT}">{escape(labels[i])}</text>'
         )
-    parts.append(f'<text x="{left}" y="{height - 6}" font-size="{FONT}">{escape(y_label)}</text>')
+    parts.append(
+        f'<text x="{LEGEND_X}" y="{height - 6}" font-size="{FONT}">{escape(y_label)}</text>'
+    )
     for index, name in enumerate(names):
         cls = f"s{index % len(DASHES) + 1}"
         colour = _FALLBACK[index % len(_FALLBACK)]
@@ -137,7 +143,8 @@ def bar_chart(
     if not items:
         return _empty(ident, title, desc or f"{title}: none.")
     row, gap, top = 26, 8, 8
-    left, value_w = 190, 80
+    left = 150
+    value_w = max(40.0, max(len(_fmt(v)) for _, v in items) * FONT * 0.6 + 12)
     bar_w = WIDTH - left - value_w
     height = top * 2 + len(items) * (row + gap)
     largest = max((float(v) for _, v in items), default=0.0) or 1.0
@@ -149,7 +156,7 @@ def bar_chart(
         text_y = _n(y0 + row / 2 + FONT / 3)
         parts.append(
             f'<text x="{left - 8}" y="{text_y}" text-anchor="end" font-size="{FONT}">'
-            f"{escape(_shorten(name, 24))}</text>"
+            f"{escape(_shorten(name, 17))}</text>"
             f'<rect class="s1" x="{left}" y="{y0}" width="{_n(width)}" height="{row}"'
             f' fill="{_FALLBACK[0]}" data-name="{escape(name)}"'
             f' data-value="{escape(_fmt(value))}"/>'
@@ -226,7 +233,7 @@ def _legend_rows(names: Sequence[str]) -> int:
     rows, used = 1, 0.0
     for name in names:
         need = _key_width(name)
-        if used and used + need > WIDTH - 56:
+        if used and used + need > WIDTH - LEGEND_X:
             rows, used = rows + 1, 0.0
         used += need
     return rows
@@ -240,9 +247,9 @@ def _legend(names: Sequence[str]) -> list[str]:
     parts, row, used = [], 0, 0.0
     for index, name in enumerate(names):
         need = _key_width(name)
-        if used and used + need > WIDTH - 56:
+        if used and used + need > WIDTH - LEGEND_X:
             row, used = row + 1, 0.0
-        x0, y0 = 56 + used, 12 + row * (FONT + 10) + FONT / 2
+        x0, y0 = LEGEND_X + used, 12 + row * (FONT + 10) + FONT / 2
         cls = f"s{index % len(DASHES) + 1}"
         dash = DASHES[index % len(DASHES)]
         parts.append(
