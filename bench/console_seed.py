@@ -105,7 +105,10 @@ def domain_slots() -> list[str]:
     """1,000 slots, one domain each, in proportion to its weight: 200 distinct domains."""
     slots = [d for d, w in BIG_DOMAINS for _ in range(w)]
     orgs = [
-        f"{ORG_WORDS[i % len(ORG_WORDS)]}{ORG_KINDS[i % len(ORG_KINDS)]}.{ORG_TLDS[i % len(ORG_TLDS)]}"
+        ORG_WORDS[i % len(ORG_WORDS)]
+        + ORG_KINDS[i % len(ORG_KINDS)]
+        + "."
+        + ORG_TLDS[i % len(ORG_TLDS)]
         for i in range(200 - len(BIG_DOMAINS))
     ]
     i = 0
@@ -185,10 +188,10 @@ def seed(url: str, secret: str, log: Callable[[str], None] = print, scale: float
         for s in link:
             conn.execute(s)
         log(
-            f"  {'foreign keys back (validated)':<34} {'':>10}      {time.perf_counter() - t:7.1f} s"
+            f"  {'foreign keys back (validated)':<34} {'':>10}"
+            f"      {time.perf_counter() - t:7.1f} s"
         )
-        for table in ("subscribers", "subscriptions", "deliveries", "bounce_events",
-                      "audit_log", "suppressions", "stories", "digests", "lists", "users"):  # fmt: skip
+        for table in (*BIG_TABLES, "suppressions", "stories", "digests", "lists", "users"):
             conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
                 f" (SELECT coalesce(max(id), 1) FROM {table}))"
@@ -321,7 +324,8 @@ def _subscriptions_sql() -> list[str]:
             " ELSE 'unsubscribed' END, 0, s.created_at + interval '1 minute',"
             " s.created_at + interval '1 minute',"
             f" CASE WHEN {h} < 88 OR {h} >= 93 THEN s.created_at + interval '25 minutes' END,"
-            f" CASE WHEN {h} >= 93 THEN least(now(), s.created_at + ({h} - 92) * interval '2 days') END,"
+            f" CASE WHEN {h} >= 93"
+            f" THEN least(now(), s.created_at + ({h} - 92) * interval '2 days') END,"
             " s.created_at, '203.0.113.' || (s.id % 250),"
             " 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36',"
             f" (ARRAY['form', 'form', 'form', 'import', 'api'])[1 + {h} % 5], 'v3'"
@@ -350,7 +354,8 @@ def _deliveries(conn: psycopg.Connection, step: Step) -> None:
             " address rejected: User unknown in virtual mailbox table'"
             " WHEN 'deferred' THEN '421 4.7.0 Try again later, closing connection.'"
             " WHEN 'failed' THEN '554 5.7.1 Service unavailable; client host blocked' END,"
-            f" CASE WHEN x.st <> 'queued' THEN '<' || s.subscriber_id || '.{d}.5f3a9c1e2b@news.example.com>' END,"
+            " CASE WHEN x.st <> 'queued' THEN '<' || s.subscriber_id"
+            f" || '.{d}.5f3a9c1e2b@news.example.com>' END,"
             " CASE WHEN x.st <> 'queued' THEN d.started_at"
             f" + (s.subscriber_id::float8 / {n(SUBSCRIBERS)}) * interval '7 minutes' END, 0"
             " FROM subscriptions s JOIN digests d ON d.id = %(n)s,"
@@ -376,15 +381,20 @@ def _bounces(conn: psycopg.Connection, step: Step) -> None:
         " JOIN subscribers s ON s.id = b.subscriber_id,"
         f" LATERAL (SELECT CASE WHEN {h} < 50 THEN 'hard' WHEN {h} < 80 THEN 'soft'"
         f" WHEN {h} < 92 THEN 'policy' ELSE 'complaint' END AS kind,"
-        f" CASE WHEN {h} < 50 THEN (ARRAY['userunknown', 'userunknown', 'hostunknown', 'suspend'])[1 + b.id % 4]"
-        f" WHEN {h} < 80 THEN (ARRAY['mailboxfull', 'exceedlimit', 'expired', 'toomanyconn', 'systemerror'])[1 + b.id % 5]"
-        f" WHEN {h} < 92 THEN (ARRAY['blocked', 'spamdetected', 'badreputation', 'policyviolation'])[1 + b.id % 4]"
+        f" CASE WHEN {h} < 50"
+        " THEN (ARRAY['userunknown', 'userunknown', 'hostunknown', 'suspend'])[1 + b.id % 4]"
+        f" WHEN {h} < 80 THEN (ARRAY['mailboxfull', 'exceedlimit', 'expired', 'toomanyconn',"
+        " 'systemerror'])[1 + b.id % 5]"
+        f" WHEN {h} < 92 THEN (ARRAY['blocked', 'spamdetected', 'badreputation',"
+        " 'policyviolation'])[1 + b.id % 4]"
         " ELSE 'feedback' END AS reason,"
         f" CASE WHEN {h} < 50 THEN '5.1.1' WHEN {h} < 80 THEN '4.2.2' WHEN {h} < 92 THEN '5.7.1'"
         " END AS code,"
-        f" CASE WHEN {h} < 50 THEN '550 5.1.1 The email account that you tried to reach does not exist.'"
+        f" CASE WHEN {h} < 50"
+        " THEN '550 5.1.1 The email account that you tried to reach does not exist.'"
         f" WHEN {h} < 80 THEN '452 4.2.2 The email account that you tried to reach is over quota.'"
-        f" WHEN {h} < 92 THEN '550 5.7.1 Our system has detected that this message is likely unsolicited mail.'"
+        f" WHEN {h} < 92"
+        " THEN '550 5.7.1 Our system has detected that this message is likely unsolicited mail.'"
         " ELSE 'abuse report (ARF) from the mailbox provider' END AS diag) k",
     )
 
