@@ -15,7 +15,7 @@
 
   function apply(data) {
     counts.forEach(function (name) { if (name in data) setText(name, number.format(data[name])); });
-    setText("percent", data.percent);
+    setText("percent", Number(data.percent).toFixed(1));
     setText("rate", data.rate);
     setText("bounce_rate", data.bounce_rate);
     var over = field("over_threshold");
