@@ -11,6 +11,9 @@ from datetime import timedelta
 from celery import Celery
 
 from newsletter.config import Settings, get_settings
+from workers import fsbroker
+
+fsbroker.install()  # filesystem:// messages written whole before a worker can read them
 
 
 def make_celery(settings: Settings) -> Celery:
