@@ -27,6 +27,7 @@ def test_an_admin_creates_edits_and_deletes_a_list_and_a_viewer_only_reads(
     page.get_by_role("button", name="Add").click()
     expect(page.get_by_role("status")).to_contain_text("ana@example.org on weekly: confirmed")
 
+    console.cli("stats", "refresh")  # what beat does every few minutes
     page.goto(console.url("/console/lists"))
     row = page.get_by_role("row", name="The Weekly")
     expect(row.get_by_role("cell").nth(2)).to_have_text("1")  # one confirmed reader

@@ -120,6 +120,13 @@ def test_an_admin_finds_adds_imports_exports_and_erases_readers(
         "cy@example.org",
     ]
     assert ["bo@example.org", "Bo Berg", "unconfirmed", ""] in rows
+    page.goto(console.url("/console/audit?action=subscribers."))
+    for action, target in [
+        ("subscribers.export", "list weekly"),
+        ("subscribers.import", "list weekly"),
+        ("subscribers.erase", "address not kept"),
+    ]:
+        expect(page.get_by_role("row").filter(has_text=action)).to_contain_text(target)
 
     # A viewer reads, and may not change anything.
     viewer = new_page(browser)

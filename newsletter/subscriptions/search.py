@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session
 from newsletter.errors import InvalidInput
 from newsletter.models import (
     MailingList,
-    StatsSnapshot,
     Subscriber,
     SubscriberStatus,
     Subscription,
     SubscriptionStatus,
 )
+from newsletter.stats import aggregates
 
 PAGE = 50
 # The largest code point: every string that starts with q sorts before q + TOP.
@@ -116,10 +116,6 @@ def search(
     return Page(rows[:limit], rows[limit - 1].id if more else None)
 
 
-def about_total(session: Session) -> int | None:
-    """How many readers there are, from the maintained snapshot (None until one exists)."""
-    snapshot = session.get(StatsSnapshot, "list_counts")
-    if snapshot is None or not isinstance(snapshot.data, dict):
-        return None
-    total = snapshot.data.get("subscribers")
-    return int(total) if isinstance(total, int) else None
+def about_total(session: Session) -> int:
+    """How many readers there are, as of the last refresh of the maintained counts."""
+    return sum(aggregates.subscriber_counts(session).values())

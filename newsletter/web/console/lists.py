@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import func, select
 
 from newsletter.accounts.roles import Capability
 from newsletter.accounts.sessions import Current
 from newsletter.db import session_scope
-from newsletter.models import MailingList, Subscription
+from newsletter.stats import aggregates
 from newsletter.subscriptions import actions
 from newsletter.web.console.core import ActionFailed, SignedIn, act, redirect, render, requires
 
@@ -20,23 +20,20 @@ Admin = Annotated[Current, requires(Capability.lists)]
 Text = Annotated[str, Form()]
 
 
-def _counts() -> dict[str, dict[str, int]]:
-    """Readers per list and state. TODO: read the stats snapshot (newsletter/stats) once
-    it keeps list counts; until then one GROUP BY over subscriptions."""
-    counts: dict[str, dict[str, int]] = {}
+def _counts() -> tuple[dict[str, dict[str, int]], datetime | None]:
+    """Readers per list and state from the maintained snapshot (newsletter/stats): a
+    list made since the last refresh has none yet."""
     with session_scope() as session:
-        for slug, status, n in session.execute(
-            select(MailingList.slug, Subscription.status, func.count())
-            .join(MailingList, MailingList.id == Subscription.list_id)
-            .group_by(MailingList.slug, Subscription.status)
-        ):
-            counts.setdefault(slug, {})[status] = int(n)
-    return counts
+        counts = aggregates.list_counts(session)
+    return {c.slug: c.by_status for c in counts.lists}, counts.refreshed_at
 
 
 @router.get("/lists", response_class=HTMLResponse)
 def lists_page(request: Request, current: SignedIn) -> HTMLResponse:
-    return render(request, "lists.html", lists=act(actions.list_lists), counts=_counts())
+    counts, counted_at = _counts()
+    return render(
+        request, "lists.html", lists=act(actions.list_lists), counts=counts, counted_at=counted_at
+    )
 
 
 def _find(slug: str) -> dict[str, object]:
@@ -127,7 +124,7 @@ def update_list(
 
 @router.get("/lists/{slug}/delete", response_class=HTMLResponse)
 def delete_list_form(request: Request, slug: str, current: Admin) -> HTMLResponse:
-    counts = _counts().get(slug, {})
+    counts = _counts()[0].get(slug, {})
     return render(request, "list_delete.html", record=_find(slug), readers=sum(counts.values()))
 
 
@@ -135,7 +132,7 @@ def delete_list_form(request: Request, slug: str, current: Admin) -> HTMLRespons
 def delete_list(request: Request, slug: str, current: Admin, typed: Text = "") -> Response:
     record = _find(slug)
     if typed.strip() != slug:
-        counts = _counts().get(slug, {})
+        counts = _counts()[0].get(slug, {})
         return render(
             request,
             "list_delete.html",

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request, UploadFile
+from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy import select
 
@@ -29,6 +29,7 @@ from newsletter.subscriptions import actions, imports, search
 from newsletter.subscriptions.addresses import normalise_email
 from newsletter.subscriptions.export import begin_export, csv_chunks
 from newsletter.subscriptions.reader import ReaderView, reader_view
+from newsletter.web.api import MAX_ID
 from newsletter.web.console.core import ActionFailed, SignedIn, act, redirect, render, requires
 from workers.gateway import perform
 
@@ -49,11 +50,11 @@ def _list_slugs() -> list[str]:
 def subscribers_page(
     request: Request,
     current: SignedIn,
-    q: str = "",
-    by: str = "address",
-    list: str = "",
-    status: str = "",
-    after: int | None = None,
+    q: Annotated[str, Query(max_length=320)] = "",
+    by: Annotated[str, Query(max_length=16)] = "address",
+    list: Annotated[str, Query(max_length=64)] = "",
+    status: Annotated[str, Query(max_length=16)] = "",
+    after: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> HTMLResponse:
     field: search.Field = "name" if by == "name" else "address"
     try:
@@ -233,6 +234,8 @@ def export(request: Request, current: Admin, list: Text = "") -> Response:
 
 
 def _reader(subscriber_id: int) -> ReaderView:
+    if subscriber_id > MAX_ID:
+        raise ActionFailed(404, f"There is no reader {subscriber_id}.")
     try:
         with session_scope() as session:
             return reader_view(session, subscriber_id)
