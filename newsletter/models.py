@@ -129,6 +129,8 @@ class Subscription(Base):
         Index("ix_subscriptions_created_at", "created_at"),
         Index("ix_subscriptions_confirmed_at", "confirmed_at"),
         Index("ix_subscriptions_unsubscribed_at", "unsubscribed_at"),
+        # A reader's subscriptions, and readers by subscription status (console filter).
+        Index("ix_subscriptions_subscriber_status", "subscriber_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -400,6 +402,17 @@ class AuditEntry(Base):
     """Who did what and when, through which face; written in the action's transaction."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (
+        # The console's filters, newest first: one actor; an action prefix on PostgreSQL
+        # whatever the collation (pattern ops).
+        Index("ix_audit_log_actor", "actor", "id"),
+        Index(
+            "ix_audit_log_action_prefix",
+            "action",
+            "id",
+            postgresql_ops={"action": "varchar_pattern_ops"},
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
