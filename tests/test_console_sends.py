@@ -4,6 +4,7 @@ and the bounces page with its suppression list."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from newsletter.db import session_scope
+from newsletter.stats import aggregates
 from tests.console_support import Console, browser, check_page, console_env, login, new_page
 from tests.send_support import populate
 from tests.services import AppProcesses, SmtpRules, SmtpServer, wait_until
@@ -129,6 +132,22 @@ def test_a_sender_watches_a_send_live_pauses_and_resumes_it_and_a_viewer_cannot(
     expect(row.get_by_role("cell").nth(3)).to_have_text("500")
     check_page(page, "sends")
 
+    # The stream itself: a session is needed; for a finished send it says so and ends.
+    events = console.url(f"/console/sends/{send_id}/events")
+    stream_headers = {"Accept": "text/event-stream"}
+    assert httpx.get(events, headers=stream_headers, timeout=10).status_code == 401
+    assert httpx.get(events, timeout=10).status_code == 401
+    cookie = next(c for c in page.context.cookies() if c["name"] == "nl_console")
+    with httpx.stream(
+        "GET", events, headers=stream_headers, cookies={cookie["name"]: cookie["value"]}, timeout=10
+    ) as answer:
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        body = answer.read().decode()
+    progress = body.split("event: progress\ndata: ", 1)[1].split("\n", 1)[0]
+    assert json.loads(progress)["status"] == "sent" and json.loads(progress)["sent"] == 500
+    assert body.endswith("event: end\ndata: {}\n\n")
+
 
 def test_two_people_approve_a_send_in_the_console_and_an_admin_lifts_a_suppression(
     start: Start, browser: Browser, smtp_rules: SmtpRules
@@ -181,7 +200,8 @@ def test_two_people_approve_a_send_in_the_console_and_an_admin_lifts_a_suppressi
 
     # The two hard bounces are on the bounces page (once the counts are refreshed, as
     # beat does every few minutes), their addresses suppressed.
-    console.cli("stats", "refresh")
+    with session_scope() as session:
+        aggregates.refresh(session)
     chief.goto(console.url("/console/bounces"))
     kinds = chief.get_by_role("region", name=re.compile("Bounce events"))
     expect(kinds.get_by_role("row").filter(has_text="hard")).to_have_count(1)

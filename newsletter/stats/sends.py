@@ -49,6 +49,7 @@ RECHECK_SECONDS = 60.0
 SAMPLE_SECONDS = 3.0
 MAX_SAMPLES = 240
 BUCKETS = 40
+MIN_BUCKET_SECONDS = 3.0  # batches land in bursts: shorter intervals only zigzag
 DEFERRED_SCAN = 5000  # deferred rows read for the per-domain table (the top ten need few)
 
 Counts = dict[str, int]
@@ -238,7 +239,7 @@ def rate_buckets(session: Session, digest: Digest) -> list[list[Any]]:
         return []
     start, end = digest.started_at, digest.finished_at
     span = max((end - start).total_seconds(), 1.0)
-    width = max(span / BUCKETS, 1.0)
+    width = max(span / BUCKETS, MIN_BUCKET_SECONDS)
     t0 = start.timestamp()
     seconds = _epoch(session, Delivery.updated_at)
     bucket = func.floor((sql_cast(seconds, Float) - t0) / width)

@@ -42,6 +42,8 @@ PAGE = 25
 TICK_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
 SESSION_CHECK_SECONDS = 30.0
+# The states a stream follows; in any other (sent, cancelled, a draft again) it ends.
+OPEN = frozenset({DigestStatus.sending, DigestStatus.paused, DigestStatus.scheduled})
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 STEER = {
     "pause": (actions.pause, "Paused: batches stop within about a second."),
@@ -238,7 +240,7 @@ async def progress_events(request: Request, send_id: int) -> AsyncIterator[str]:
         data = await run_in_threadpool(_progress, send_id, points)
         points = int(data.get("points", points))
         yield f"event: progress\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-        if data["final"]:
+        if data["final"] or data.get("status") not in OPEN:
             yield "event: end\ndata: {}\n\n"
             return
         now = loop.time()
