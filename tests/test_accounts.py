@@ -213,3 +213,77 @@ def test_every_operator_action_is_audited() -> None:
 def _no_leftover_actor() -> Any:
     yield
     audit.set_actor(audit.SYSTEM)
+
+
+# The admin API for users -------------------------------------------------------------------
+
+
+def test_the_users_api_creates_lists_disables_and_makes_tokens(database: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from newsletter.web.app import create_app
+
+    as_(CLI, actions.create_user, "owner@example.com", "owner", PASSWORD)
+    as_(CLI, actions.create_user, "admin@example.com", "admin", PASSWORD)
+    api = TestClient(create_app(), raise_server_exceptions=False)
+
+    def bearer(email: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {as_(CLI, actions.new_token, email)['token']}"}
+
+    admin = bearer("admin@example.com")
+    made = api.post(
+        "/api/users", json={"email": "Ed@Example.com", "role": "editor", "password": PASSWORD}
+    )
+    assert made.status_code == 401
+    made = api.post(
+        "/api/users",
+        json={"email": "Ed@Example.com", "role": "editor", "password": PASSWORD},
+        headers=admin,
+    )
+    assert made.status_code == 201 and made.json()["email"] == "ed@example.com"
+    owner = api.post(
+        "/api/users",
+        json={"email": "boss@example.com", "role": "owner", "password": PASSWORD},
+        headers=admin,
+    )
+    assert owner.status_code == 403
+    assert owner.json()["detail"][0]["message"] == "only an owner manages owners"
+    short = api.post(
+        "/api/users", json={"email": "x@example.com", "role": "viewer", "password": "short"}
+    )
+    assert short.status_code == 401  # no token: nothing is even validated
+    short = api.post(
+        "/api/users",
+        json={"email": "x@example.com", "role": "viewer", "password": "short"},
+        headers=admin,
+    )
+    assert short.status_code == 422
+
+    editor = bearer("ed@example.com")
+    assert api.get("/api/users", headers=editor).status_code == 403  # not staff business
+    assert api.post("/api/users/admin@example.com/disable", headers=editor).status_code == 403
+    listed = api.get("/api/users", headers=admin)
+    assert [u["email"] for u in listed.json()] == [
+        "admin@example.com",
+        "ed@example.com",
+        "owner@example.com",
+    ]
+    assert "password" not in listed.text and "$argon2" not in listed.text
+
+    token = api.post("/api/users/ed@example.com/token", headers=admin)
+    assert token.status_code == 201 and token.json()["token"].startswith("nlt_")
+    fresh = {"Authorization": f"Bearer {token.json()['token']}"}
+    assert api.get("/api/lists", headers=fresh).status_code == 200
+    assert token.json()["token"] not in api.get("/api/users", headers=admin).text
+
+    assert api.post("/api/users/ed@example.com/disable", headers=admin).json()["disabled"]
+    assert api.get("/api/lists", headers=fresh).status_code == 401
+    assert api.post("/api/users/nobody@example.com/disable", headers=admin).status_code == 404
+    assert api.post("/api/users/a%00b@example.com/disable", headers=admin).status_code == 404
+    assert api.post("/api/users/owner@example.com/disable", headers=admin).status_code == 403
+    entries = [e for e in log() if e[1] == "api"]
+    assert [(e[0], e[2]) for e in entries] == [
+        ("admin@example.com", "users.create"),
+        ("admin@example.com", "users.token"),
+        ("admin@example.com", "users.disable"),
+    ]

@@ -454,3 +454,35 @@ def test_the_session_cookie_is_secure_when_the_site_is_https(
 def _no_leftover_actor() -> Iterator[None]:
     yield
     audit.set_actor(audit.SYSTEM)
+
+
+def test_one_s_own_password_needs_the_current_one_and_ends_the_session(app: FastAPI) -> None:
+    make_user("desk@example.com", "viewer")
+    person = Person(app)
+    person.login("desk@example.com")
+    new = "a much better passphrase"
+    wrong = person.http.post(
+        "/console/users/me/password",
+        data={
+            "csrf": person.csrf,
+            "current_password": "not it at all",
+            "password": new,
+            "password_again": new,
+        },
+    )
+    assert wrong.status_code == 422 and "the current password is wrong" in wrong.text
+    done = person.http.post(
+        "/console/users/me/password",
+        data={
+            "csrf": person.csrf,
+            "current_password": PASSWORD,
+            "password": new,
+            "password_again": new,
+        },
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"].startswith("/console/login")
+    assert person.http.get("/console", follow_redirects=False).status_code == 303
+    assert Person(app).login("desk@example.com").status_code == 401
+    assert Person(app).login("desk@example.com", new).status_code == 303
+    assert Person(app).login("desk\x00@example.com").status_code == 401

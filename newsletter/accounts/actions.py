@@ -50,9 +50,20 @@ def _may_manage(role: str) -> None:
         raise Forbidden("role", "only an owner manages owners")
 
 
-def find_user(session: Session, email: str) -> User:
+def lookup_address(email: str) -> str | None:
+    """The address as users are looked up by; None for what no address can be (a control
+    character: PostgreSQL refuses a NUL in a query, which would be a 500, not a 404)."""
     address = email.strip().lower()
-    user = session.scalar(select(User).where(func.lower(User.email) == address))
+    if not address or len(address) > 320 or any(ord(c) < 32 for c in address):
+        return None
+    return address
+
+
+def find_user(session: Session, email: str) -> User:
+    address = lookup_address(email)
+    user = None
+    if address is not None:
+        user = session.scalar(select(User).where(func.lower(User.email) == address))
     if user is None:
         raise NotFound("email", f"there is no user {email}")
     return user

@@ -17,7 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from newsletter import audit
-from newsletter.accounts.actions import token_hash
+from newsletter.accounts.actions import lookup_address, token_hash
 from newsletter.accounts.passwords import dummy_hash, verify
 from newsletter.config import Settings
 from newsletter.errors import InvalidInput
@@ -48,8 +48,10 @@ def _signer(settings: Settings) -> Signer:
 
 def login(session: Session, settings: Settings, email: str, password: str, ip: str) -> Login:
     """Check the password (argon2; the same work for an unknown address) and open a session."""
-    address = email.strip().lower()
-    user = session.scalar(select(User).where(func.lower(User.email) == address))
+    address = lookup_address(email)
+    user = None
+    if address is not None:
+        user = session.scalar(select(User).where(func.lower(User.email) == address))
     if user is None or user.disabled:
         verify(dummy_hash(), password)
         raise InvalidInput("password", WRONG)
