@@ -112,5 +112,7 @@ def entries(
     if actor:
         query = query.where(AuditEntry.actor == actor)
     if action:
-        query = query.where(AuditEntry.action.startswith(action, autoescape=True))
+        # One literal pattern (not `param || '%'`): PostgreSQL's pattern index can use it.
+        pattern = action.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+        query = query.where(AuditEntry.action.like(pattern, escape="/"))
     return list(session.scalars(query))
