@@ -67,6 +67,7 @@ def test_an_editor_adds_edits_uploads_and_deletes_stories(
     expect(rows).to_have_count(2)
     expect(rows.nth(0)).to_contain_text("Council sets budget")
     expect(rows.nth(1)).to_contain_text("Bridge reopens after repairs")
+    page.get_by_text("Add a story").click()
     check_page(page, "stories")
 
     # Delete, after a confirmation page.
