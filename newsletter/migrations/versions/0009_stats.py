@@ -2,7 +2,8 @@
 
 Each refresh query is one GROUP BY over an index instead of a scan of a million rows:
 per-list counts over (list_id, status), the 30-day growth over a range of each
-subscription timestamp, bounce and policy-block summaries over bounce_events.created_at.
+subscription timestamp with the list beside it (an index-only scan), the bounce and
+policy-block summaries over a range of bounce_events.created_at.
 
 Revision ID: 0009_stats
 Revises: 0009_subscriber_search
@@ -19,9 +20,9 @@ depends_on = None
 
 INDEXES = (
     ("ix_subscriptions_list_status", "subscriptions", ["list_id", "status"]),
-    ("ix_subscriptions_created_at", "subscriptions", ["created_at"]),
-    ("ix_subscriptions_confirmed_at", "subscriptions", ["confirmed_at"]),
-    ("ix_subscriptions_unsubscribed_at", "subscriptions", ["unsubscribed_at"]),
+    ("ix_subscriptions_created_at", "subscriptions", ["created_at", "list_id"]),
+    ("ix_subscriptions_confirmed_at", "subscriptions", ["confirmed_at", "list_id"]),
+    ("ix_subscriptions_unsubscribed_at", "subscriptions", ["unsubscribed_at", "list_id"]),
     ("ix_bounce_events_created_at", "bounce_events", ["created_at"]),
 )
 
