@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from playwright.sync_api import Browser, Locator, expect
 from sqlalchemy.orm import Session
@@ -18,7 +19,16 @@ from newsletter.models import (
     Subscriber,
     Subscription,
 )
-from tests.console_support import Console, browser, check_page, console, login, new_page
+from tests.console_support import (
+    Console,
+    browser,
+    check_page,
+    console,
+    console_env,
+    login,
+    new_page,
+)
+from tests.services import AppProcesses, SmtpServer, wait_until
 
 __all__ = ["browser", "console"]  # fixtures
 
@@ -147,3 +157,46 @@ def test_a_viewer_sees_the_counted_lists_growth_sends_blocks_and_health(
 
     page.goto(console.url("/console"))
     check_page(page, "dashboard")
+
+
+def test_with_redis_a_worker_and_beat_the_counts_refresh_by_themselves(
+    tmp_path: Path, smtp_server: SmtpServer, redis_url: str, browser: Browser
+) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    app = AppProcesses({}, tmp_path)
+    console_env(app, data_dir, smtp_server.url, f"sqlite:///{data_dir / 'newsletter.db'}")
+    app.env["NEWSLETTER_BROKER_URL"] = redis_url
+    app.env["NEWSLETTER_STATS_REFRESH_SECONDS"] = "1"
+    app.run("db", "upgrade")
+    try:
+        app.start_web()
+        app.start_worker()
+        app.wait_ready()
+        console = Console(app)
+        console.user("desk@example.com", "viewer")
+        page = new_page(browser)
+        login(page, console, "desk@example.com")  # the first view counts: nothing yet
+        with Session(engine_for(app.env["NEWSLETTER_DATABASE_URL"])) as session:
+            session.add(MailingList(slug="noon", name="Noon Update"))
+            session.commit()
+        app._spawn("beat", name="beat")
+
+        health = page.get_by_role("region", name="Health")
+        beat = health.get_by_role("listitem").filter(has_text=re.compile("^Beat last tick"))
+
+        def ticked() -> bool:
+            page.goto(console.url("/console"))
+            return "OK" in beat.inner_text()
+
+        wait_until(ticked, 60, "beat's refresh to run on the worker", interval=1)
+        # Beat's refresh counted the list made after the first view.
+        lists = page.get_by_role("table", name="Subscriptions of each list by status")
+        expect(lists.get_by_role("row", name="Noon Update")).to_be_visible()
+        workers = health.get_by_role("listitem").filter(has_text=re.compile("^Workers"))
+        expect(workers).to_contain_text(re.compile(r"OK 1 alive: celery@"))
+        broker = health.get_by_role("listitem").filter(has_text=re.compile("^Broker"))
+        expect(broker).to_contain_text("OK Redis, answered in")
+        assert redis_url not in page.content()
+    finally:
+        app.stop()
