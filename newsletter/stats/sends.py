@@ -2,10 +2,11 @@
 
 Where the numbers come from, and why:
 
-* A send that is open (sending, paused, …) is counted live: one GROUP BY status over its
-  own rows of ix_deliveries_digest_status (an index-only range, no other send's rows),
-  plus its complaints. Each process keeps the answer for `LIVE_SECONDS`, so a page, its
-  event stream and every other watcher of the same send cost one count a second at most.
+* A send that is open (sending, paused, …) is counted live from ix_deliveries_digest_
+  status (index-only ranges of its own rows): the small statuses each, the smaller of
+  queued and sent, the other by difference from the total (see `_count_live`). Each
+  process keeps the answer for a second (longer when counting took long, `_live_counts`),
+  so a page, its event stream and every other watcher of the same send share one count.
 * A finished send (sent, cancelled) changes only when a late DSN or a complaint arrives,
   or when it is retried. Its counts are counted once and kept in the StatsSnapshot
   "send:<id>" with `mark`, the highest bounce_events.id at that time. At most once a
@@ -23,6 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,8 +55,8 @@ MIN_BUCKET_SECONDS = 3.0  # batches land in bursts: shorter intervals only zigza
 DEFERRED_SCAN = 5000  # deferred rows read for the per-domain table (the top ten need few)
 
 Counts = dict[str, int]
-_live: dict[int, tuple[float, Counts]] = {}
-_live_lock = threading.Lock()
+COMPLAINTS_SECONDS = 30.0
+SMALL = ("sending", "deferred", "bounced", "failed")
 
 
 def snapshot_name(digest_id: int) -> str:
@@ -71,7 +73,12 @@ def count_now(session: Session, digest_id: int) -> Counts:
     ):
         counts[str(status)] = counts.get(str(status), 0) + int(n)
     counts["total"] = sum(counts[s] for s in STATUSES)
-    counts["complained"] = int(
+    counts["complained"] = _complaints(session, digest_id)
+    return counts
+
+
+def _complaints(session: Session, digest_id: int) -> int:
+    return int(
         session.scalar(
             select(func.count())
             .select_from(BounceEvent)
@@ -80,24 +87,91 @@ def count_now(session: Session, digest_id: int) -> Counts:
         )
         or 0
     )
+
+
+@dataclass
+class _Live:
+    """What a process remembers of an open send between two counts."""
+
+    at: float = -1e9  # monotonic time of the last count
+    ttl: float = LIVE_SECONDS
+    counts: Counts = field(default_factory=dict)
+    total: int | None = None  # fixed once the whole ledger is written
+    complained_at: float = -1e9
+
+
+_live: dict[int, _Live] = {}
+_live_lock = threading.Lock()
+
+
+def _count_live(session: Session, digest: Digest, live: _Live) -> Counts:
+    """An open send's counts without reading all of its index entries each time.
+
+    The small statuses (sending, deferred, bounced, failed) are index ranges of their
+    own; of queued and sent only the smaller (by the last count) is counted, the other
+    is the total less the rest. The total is counted once the ledger is complete, and
+    complaints (which come hours later) every COMPLAINTS_SECONDS."""
+    digest_id = digest.id
+    counts: Counts = dict.fromkeys(STATUSES, 0)
+    for status, n in session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.digest_id == digest_id, Delivery.status.in_(SMALL))
+        .group_by(Delivery.status)
+    ):
+        counts[str(status)] = int(n)
+    if live.total is None and digest.ledger_complete:
+        # Another process (or this one before a restart) may have counted it already.
+        row = session.get(StatsSnapshot, snapshot_name(digest_id))
+        kept = (row.data or {}).get("total") if row is not None else None
+        live.total = int(kept) if isinstance(kept, int) else None
+    if live.total is None or not digest.ledger_complete:
+        total = int(
+            session.scalar(select(func.count()).where(Delivery.digest_id == digest_id)) or 0
+        )
+        live.total = total if digest.ledger_complete else None
+    else:
+        total = live.total
+    rest = total - sum(counts[s] for s in SMALL)
+    counted = "queued" if live.counts.get("queued", 0) <= live.counts.get("sent", 0) else "sent"
+    other = "sent" if counted == "queued" else "queued"
+    counts[counted] = int(
+        session.scalar(
+            select(func.count()).where(Delivery.digest_id == digest_id, Delivery.status == counted)
+        )
+        or 0
+    )
+    counts[other] = max(rest - counts[counted], 0)
+    counts["total"] = total
+    now = time.monotonic()
+    if now - live.complained_at >= COMPLAINTS_SECONDS:
+        counts["complained"] = _complaints(session, digest_id)
+        live.complained_at = now
+    else:
+        counts["complained"] = live.counts.get("complained", 0)
     return counts
 
 
-def _live_counts(session: Session, digest_id: int) -> tuple[Counts, bool]:
-    """Counts of an open send, at most LIVE_SECONDS old; and whether they were fresh."""
-    now = time.monotonic()
+def _live_counts(session: Session, digest: Digest) -> tuple[Counts, bool]:
+    """Counts of an open send, at most `ttl` old; and whether they were counted now.
+
+    `ttl` is LIVE_SECONDS, or four times what the last count took when that was longer
+    (a send of a million readers on a busy database): a watched send then costs the
+    database at most a fifth of its time, however many people watch it."""
     with _live_lock:
-        hit = _live.get(digest_id)
-    if hit is not None and now - hit[0] < LIVE_SECONDS:
-        return hit[1], False
-    counts = count_now(session, digest_id)
+        live = _live.setdefault(digest.id, _Live())
+        if time.monotonic() - live.at < live.ttl:
+            return dict(live.counts), False
+    started = time.monotonic()
+    found = _count_live(session, digest, live)
+    took = time.monotonic() - started
     with _live_lock:
-        _live[digest_id] = (now, counts)
+        live.at, live.counts = time.monotonic(), found
+        live.ttl = max(LIVE_SECONDS, 4 * took)
         if len(_live) > 1000:  # forget sends nobody watches any more
-            for key, (at, _) in list(_live.items()):
-                if now - at > 60:
+            for key, old in list(_live.items()):
+                if live.at - old.at > 600:
                     del _live[key]
-    return counts, True
+    return dict(found), True
 
 
 def _mark(session: Session) -> int:
@@ -166,9 +240,9 @@ def counts(session: Session, digest: Digest) -> Counts:
         return dict(_final_snapshot(session, digest)["counts"])
     if digest.started_at is None:
         return {**dict.fromkeys(STATUSES, 0), "total": 0, "complained": 0}
-    found, fresh = _live_counts(session, digest.id)
+    found, fresh = _live_counts(session, digest)
     if fresh:
-        _sample(session, digest.id, found)
+        _sample(session, digest.id, found, digest.ledger_complete)
     return dict(found)
 
 
@@ -198,8 +272,9 @@ def average_rate(digest: Digest, found: Counts) -> float:
 # The rate over time -----------------------------------------------------------------
 
 
-def _sample(session: Session, digest_id: int, found: Counts) -> None:
-    """Add (now, done) to an open send's samples if the last is SAMPLE_SECONDS old.
+def _sample(session: Session, digest_id: int, found: Counts, ledger_complete: bool) -> None:
+    """Add (now, done) to an open send's samples if the last is SAMPLE_SECONDS old (and
+    keep its total once fixed, for the other processes' first count).
 
     In its own short transaction: a watcher must never hold a write lock while it reads.
     A sample lost to a busy database (SQLite under a sending worker) costs one point of a
@@ -218,6 +293,8 @@ def _sample(session: Session, digest_id: int, found: Counts) -> None:
                     return
             samples.append([now.isoformat(), done(found)])
             data["samples"] = samples[-MAX_SAMPLES:]
+            if ledger_complete:
+                data["total"] = found["total"]
             if row is None:
                 own.add(StatsSnapshot(name=snapshot_name(digest_id), data=data, refreshed_at=now))
             else:
