@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Locator, expect
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from newsletter.models import (
     Subscription,
 )
 from tests.console_support import (
+    SHOTS,
     Console,
     browser,
     check_page,
@@ -157,6 +159,11 @@ def test_a_viewer_sees_the_counted_lists_growth_sends_blocks_and_health(
 
     page.goto(console.url("/console"))
     check_page(page, "dashboard")
+    # The charts' colours and the health states keep their contrast in dark mode too.
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=str(SHOTS / "dashboard-dark.png"), full_page=True)
+    contrast = Axe().run(page, options={"runOnly": ["color-contrast"]})
+    assert not contrast.response["violations"], contrast.response["violations"]
 
 
 def test_with_redis_a_worker_and_beat_the_counts_refresh_by_themselves(
