@@ -8,6 +8,7 @@ effects to queue once the transaction has committed (the confirmation mail).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO, Any
 
 from sqlalchemy.orm import Session
@@ -178,10 +179,17 @@ def import_subscribers(
 
 
 def preview_import(
-    session: Session, settings: Settings, stream: IO[str], list_slug: str, confirmed: bool
+    session: Session,
+    settings: Settings,
+    stream: IO[str],
+    list_slug: str,
+    confirmed: bool,
+    progress: Callable[[int], None] | None = None,
 ) -> Done[dict[str, Any]]:
     """The dry run: what `import_subscribers` would do with this file; writes nothing."""
-    report = _import(session, settings, stream, list_slug, confirmed, dry_run=True)
+    report = _import(
+        session, settings, stream, list_slug, confirmed, dry_run=True, progress=progress
+    )
     return Done(_report_value(report))
 
 

@@ -1,11 +1,13 @@
-"""A CSV import from the console: a dry run first, then the import in parts.
+"""A CSV import from the console: a dry run first, then the import in parts, both on a
+thread of the web process so a big file never holds a request open.
 
-The uploaded file waits in <data dir>/imports/<id>.csv beside its state, <id>.json. The
-import runs in parts of `PART` rows, each its own transaction (`actions.import_part`),
-and the state file says after each part how far it got, so the progress page can tell
-the truth and a run cut short (the web process restarted) continues from the first
-row not yet committed. The file is deleted when the import is done; old state goes
-after a day (`sweep`).
+The dry run reads the whole file in one read-only transaction (so an address twice in
+the file counts once, as the import would find it). The uploaded file waits in
+<data dir>/imports/<id>.csv beside its state, <id>.json. The import runs in parts of
+`PART` rows, each its own transaction (`actions.import_part`), and the state file says
+after each part how far it got, so the progress page can tell the truth and a run cut
+short (the web process restarted) continues from the first row not yet committed. The
+file is deleted when the import is done; old state goes after a day (`sweep`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class Job:
     confirmed: bool
     filename: str
     rows: int
-    preview: dict[str, Any]
-    state: str = "previewed"  # previewed, running, done, failed
+    preview: dict[str, Any] = field(default_factory=dict)  # the dry run's report
+    state: str = "checking"  # checking, previewed, running, done, failed
     done_rows: int = 0
     result: dict[str, Any] = field(default_factory=dict)
     error: str = ""
@@ -47,7 +49,8 @@ class Job:
 
     @property
     def stalled(self) -> bool:
-        return self.state == "running" and time.time() - self.updated > STALL_SECONDS
+        busy = self.state in ("checking", "running")
+        return busy and time.time() - self.updated > STALL_SECONDS
 
     @property
     def percent(self) -> int:
@@ -69,25 +72,36 @@ def decode(data: bytes) -> str:
         raise InvalidInput("file", "The file is not UTF-8 text.") from None
 
 
-def create(
-    settings: Settings,
-    text: str,
-    list_slug: str,
-    confirmed: bool,
-    filename: str,
-    preview: dict[str, Any],
-) -> Job:
-    """Keep the file and its dry run until the operator imports it."""
+def create(settings: Settings, text: str, list_slug: str, confirmed: bool, filename: str) -> Job:
+    """Keep the file for its dry run and the import."""
     sweep(settings)
-    rows = (
-        preview["added"]
-        + preview["confirmation_sent"]
-        + preview["unchanged"]
-        + len(preview["skipped"])
-        + len(preview["invalid"])
-    )
-    job = Job(secrets.token_urlsafe(12), list_slug, confirmed, filename[:200], rows, preview)
+    rows = sum(count for _, count, _ in parts(text))
+    job = Job(secrets.token_urlsafe(12), list_slug, confirmed, filename[:200], rows)
     (folder(settings) / f"{job.id}.csv").write_text(text, encoding="utf-8")
+    save(settings, job)
+    return job
+
+
+def check(
+    settings: Settings,
+    job_id: str,
+    preview: Callable[[io.StringIO, Callable[[int], None]], dict[str, Any]],
+) -> Job:
+    """The dry run, its progress saved as it goes; then the job waits for the operator."""
+    job = load(settings, job_id)
+    text = (folder(settings) / f"{job.id}.csv").read_text(encoding="utf-8")
+
+    def progress(done: int) -> None:
+        job.done_rows = done
+        save(settings, job)
+
+    try:
+        job.preview = preview(io.StringIO(text), progress)
+    except Exception as exc:  # noqa: BLE001 - shown on the page: a bad file, a lost database
+        job.state, job.error = "failed", str(getattr(exc, "message", exc))[:500]
+    else:
+        job.state = "previewed"
+    job.done_rows = 0
     save(settings, job)
     return job
 

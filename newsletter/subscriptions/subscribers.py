@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO
@@ -30,6 +30,8 @@ from newsletter.subscriptions.consent import (
     subscribe,
 )
 from newsletter.subscriptions.lists import find_list
+
+PROGRESS = 500
 
 
 def subscriber_records(
@@ -100,6 +102,7 @@ def import_csv(
     *,
     dry_run: bool = False,
     first_line: int = 2,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Columns email,name. Rows with a bad address are reported, the rest imported.
 
@@ -110,7 +113,8 @@ def import_csv(
 
     `dry_run` writes nothing and reports what the import would do, by the same rules
     (`_would_subscribe`, using `subscribe`'s own refusal check). `first_line` numbers
-    the rows of a file imported in parts.
+    the rows of a file imported in parts; `progress` hears every PROGRESS rows how
+    many are done.
     """
     mlist = find_list(session, list_slug)
     reader = csv.DictReader(stream)
@@ -119,6 +123,8 @@ def import_csv(
     report = ImportReport()
     seen: set[str] = set()
     for lineno, row in enumerate(reader, start=first_line):
+        if progress is not None and (lineno - first_line) % PROGRESS == 0 and lineno > first_line:
+            progress(lineno - first_line)
         row = {(k or "").strip().lower(): (v or "") for k, v in row.items()}
         try:
             if dry_run:

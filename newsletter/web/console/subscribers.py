@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import io
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -158,18 +159,42 @@ def dry_run(
     list: Text = "",
     confirmed: Flag = False,
 ) -> Response:
-    """The dry run: nothing is written but the uploaded file, kept for the import."""
+    """Keep the file and start its dry run (nothing else is written); its page follows."""
     values = {"list": list, "confirmed": confirmed}
     settings = get_settings()
     try:
         text = imports.decode(file.file.read(imports.MAX_BYTES + 1))
-        preview = act(actions.preview_import, io.StringIO(text), list, confirmed)
+        # The header and the list are checked at once; the rows on the dry run's thread.
+        header = io.StringIO(text.partition("\n")[0])
+        act(actions.preview_import, header, list, confirmed)
     except InvalidInput as exc:
         return _import_form(request, values, exc.message, 422)
     except ActionFailed as exc:
         return _import_form(request, values, exc.message, exc.status)
-    job = imports.create(settings, text, list, confirmed, file.filename or "upload.csv", preview)
+    job = imports.create(settings, text, list, confirmed, file.filename or "upload.csv")
+
+    def preview(stream: io.StringIO, progress: Callable[[int], None]) -> dict[str, Any]:
+        return perform(actions.preview_import, stream, list, confirmed, progress)
+
+    _background(job.id, lambda: imports.check(settings, job.id, preview))
     return redirect(f"/console/subscribers/import/{job.id}")
+
+
+def _background(job_id: str, work: Callable[[], object]) -> None:
+    """Run `work` on a thread of its own, once per job at a time, as the acting person
+    (the copied context carries them, so the audit log names who imported)."""
+
+    def run() -> None:
+        try:
+            work()
+        finally:
+            with _lock:
+                _running.discard(job_id)
+
+    with _lock:
+        _running.add(job_id)
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(run,), name=f"import-{job_id}", daemon=True).start()
 
 
 def _job(job_id: str) -> imports.Job:
@@ -189,27 +214,19 @@ def start_import(request: Request, job_id: str, current: Admin) -> Response:
     settings = get_settings()
     job = _job(job_id)
     with _lock:
-        if job.id in _running or (job.state == "running" and not job.stalled):
-            raise ActionFailed(409, "This import is running already.")
+        if job.id in _running or (job.state in ("checking", "running") and not job.stalled):
+            raise ActionFailed(409, "This file is being checked or imported already.")
         if job.state == "done":
             raise ActionFailed(409, "This file has been imported already.")
-        if job.state == "previewed":
-            act(actions.begin_import, job.list_slug, job.rows, job.confirmed)
-        _running.add(job.id)
+        if not job.preview:
+            raise ActionFailed(409, "This file's dry run did not finish; upload it again.")
+    if job.state == "previewed":
+        act(actions.begin_import, job.list_slug, job.rows, job.confirmed)
 
     def part(stream: io.StringIO, first_line: int) -> dict[str, Any]:
         return perform(actions.import_part, stream, job.list_slug, job.confirmed, first_line)
 
-    def work() -> None:
-        try:
-            imports.run(settings, job.id, part)
-        finally:
-            with _lock:
-                _running.discard(job.id)
-
-    # The copied context carries the acting person, so every part is theirs.
-    context = contextvars.copy_context()
-    threading.Thread(target=context.run, args=(work,), name=f"import-{job.id}", daemon=True).start()
+    _background(job.id, lambda: imports.run(settings, job.id, part))
     return redirect(f"/console/subscribers/import/{job.id}")
 
 
