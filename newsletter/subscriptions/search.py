@@ -98,18 +98,25 @@ def search(
 
     if prefix:
         key = _key(session, field)
+        mark = None
         if after is not None:
             last = session.get(Subscriber, after)
             if last is not None:
                 mark = last.email if field == "address" else last.name
-                stmt = stmt.where(tuple_(key, Subscriber.id) > tuple_(mark, after))
         # One ordered index range per form of the prefix (an OR of ranges would make
         # the database gather and sort every match): merged here, in the same order
-        # (code points, as COLLATE "C" and SQLite compare).
+        # (code points, as COLLATE "C" and SQLite compare). The page's mark bounds only
+        # the range it falls in: as a row comparison elsewhere it would set where the
+        # index scan starts, far before the range.
         found: list[Subscriber] = []
         for form in _prefixes(field, prefix):
-            ranged = stmt.where(key >= form, key < form + TOP).order_by(key, Subscriber.id)
-            found.extend(session.scalars(ranged.limit(limit + 1)))
+            ranged = stmt.where(key >= form, key < form + TOP)
+            if mark is not None and mark >= form + TOP:
+                continue  # the whole range was on earlier pages
+            if mark is not None and mark >= form:
+                ranged = ranged.where(tuple_(key, Subscriber.id) > tuple_(mark, after))
+            ranged = ranged.order_by(key, Subscriber.id).limit(limit + 1)
+            found.extend(session.scalars(ranged))
         unique = {s.id: s for s in found}.values()
         found = sorted(unique, key=lambda s: (s.email if field == "address" else s.name, s.id))
         found = found[: limit + 1]
