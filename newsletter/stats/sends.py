@@ -194,35 +194,40 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _final_snapshot(session: Session, digest: Digest) -> dict[str, Any]:
+def _final_snapshot(
+    session: Session, digest: Digest, *, series: bool = False, may_count: bool = True
+) -> dict[str, Any] | None:
     """The kept counts of a finished send (see the module's docstring for when they are
-    counted again)."""
+    counted again), with its rate buckets when `series` (only the send's own page needs
+    them). None when they were never counted and `may_count` is false."""
     row = session.get(StatsSnapshot, snapshot_name(digest.id))
     data: dict[str, Any] = dict(row.data) if row is not None and row.data else {}
     now = utcnow()
     fresh = (
-        row is not None
-        and data.get("finished_at") == _iso(digest.finished_at)
-        and "counts" in data
-        and "series" in data
+        row is not None and data.get("finished_at") == _iso(digest.finished_at) and "counts" in data
     )
-    if fresh and row is not None:
-        if (now - row.refreshed_at).total_seconds() < RECHECK_SECONDS:
-            return data
+    if not fresh and not may_count:
+        return None
+    changed = False
+    if not fresh:
+        data = {
+            "finished_at": _iso(digest.finished_at),
+            "mark": _mark(session),
+            "counts": count_now(session, digest.id),
+        }
+        changed = True
+    elif row is not None and (now - row.refreshed_at).total_seconds() >= RECHECK_SECONDS:
         mark = _mark(session)
         if mark != data.get("mark"):
             if _new_bounces(session, digest.id, int(data.get("mark") or 0)):
                 data["counts"] = count_now(session, digest.id)
             data["mark"] = mark
-        row.data, row.refreshed_at = data, now
+        changed = True
+    if series and "series" not in data:
+        data["series"] = rate_buckets(session, digest)
+        changed = True
+    if not changed:
         return data
-    mark = _mark(session)
-    data = {
-        "finished_at": _iso(digest.finished_at),
-        "mark": mark,
-        "counts": count_now(session, digest.id),
-        "series": rate_buckets(session, digest),
-    }
     if row is None:
         session.add(StatsSnapshot(name=snapshot_name(digest.id), data=data, refreshed_at=now))
         session.flush()
@@ -236,8 +241,17 @@ def counts(session: Session, digest: Digest) -> Counts:
 
     A finished send's snapshot may be written here: call it inside a unit of work that
     commits (session_scope)."""
+    found = counts_if_kept(session, digest, may_count=True)
+    assert found is not None
+    return found
+
+
+def counts_if_kept(session: Session, digest: Digest, *, may_count: bool) -> Counts | None:
+    """`counts`, but None for a finished send never counted before unless `may_count`
+    (a page that has spent its time budget shows that one as being counted)."""
     if digest.status in FINAL:
-        return dict(_final_snapshot(session, digest)["counts"])
+        kept = _final_snapshot(session, digest, may_count=may_count)
+        return dict(kept["counts"]) if kept is not None else None
     if digest.started_at is None:
         return {**dict.fromkeys(STATUSES, 0), "total": 0, "complained": 0}
     found, fresh = _live_counts(session, digest)
@@ -345,7 +359,8 @@ def rate_series(session: Session, digest: Digest) -> list[list[Any]]:
     """[[time ISO, messages/s], …]: the kept buckets of a finished send, the differences
     between the samples of an open one."""
     if digest.status in FINAL and digest.started_at is not None:
-        return list(_final_snapshot(session, digest)["series"])
+        kept = _final_snapshot(session, digest, series=True)
+        return list(kept["series"]) if kept is not None else []
     row = session.get(StatsSnapshot, snapshot_name(digest.id))
     samples = (row.data or {}).get("samples", []) if row is not None else []
     points: list[list[Any]] = []

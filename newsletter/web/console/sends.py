@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -39,6 +40,7 @@ from newsletter.web.console import charts, core
 
 router = APIRouter()
 PAGE = 25
+COUNT_BUDGET = 0.1  # seconds a list page may spend counting finished sends
 TICK_SECONDS = 1.0
 HEARTBEAT_SECONDS = 15.0
 SESSION_CHECK_SECONDS = 30.0
@@ -69,9 +71,18 @@ def _list_slugs(session: Session, list_ids: set[int]) -> dict[int, str]:
     return {int(i): str(s) for i, s in rows}
 
 
-def summary(session: Session, digest: Digest, slug: str) -> dict[str, Any]:
-    """One send's numbers for a page row, the send page and the event stream."""
-    found = stats.counts(session, digest)
+def summary(
+    session: Session, digest: Digest, slug: str, *, may_count: bool = True
+) -> dict[str, Any]:
+    """One send's numbers for a page row, the send page and the event stream
+    (`counted` false: a finished send not counted yet, left for a later view)."""
+    kept = stats.counts_if_kept(session, digest, may_count=may_count)
+    counted = kept is not None
+    found = (
+        kept
+        if kept is not None
+        else {**dict.fromkeys(stats.STATUSES, 0), "complained": 0, "total": 0}
+    )
     settings = get_settings()
     done = stats.done(found)
     total = found["total"]
@@ -83,6 +94,7 @@ def summary(session: Session, digest: Digest, slug: str) -> dict[str, Any]:
         "status": str(digest.status),
         "label": label(digest.status),
         "final": digest.status in stats.FINAL,
+        "counted": counted,
         "total": total,
         # In flight counts as queued: it is not delivered until the server said so.
         "queued": found["queued"] + found["sending"],
@@ -132,9 +144,16 @@ def _sends_page(after: int | None) -> tuple[list[dict[str, Any]], list[dict[str,
         more = len(latest) > PAGE
         latest = latest[:PAGE]
         slugs = _list_slugs(session, {d.list_id for d in (*waiting, *latest)})
+        # A finished send is counted once (then kept); a page that meets many never
+        # counted (a fresh upgrade) counts for COUNT_BUDGET and leaves the rest to its
+        # next view instead of answering in seconds.
+        budget = time.monotonic() + COUNT_BUDGET
         return (
             [summary(session, d, slugs.get(d.list_id, "")) for d in waiting],
-            [summary(session, d, slugs.get(d.list_id, "")) for d in latest],
+            [
+                summary(session, d, slugs.get(d.list_id, ""), may_count=time.monotonic() < budget)
+                for d in latest
+            ],
             latest[-1].id if more and latest else None,
         )
 
