@@ -123,6 +123,7 @@ def test_a_sender_schedules_a_send_that_beat_starts_when_due(
     expect(page.locator("#digest-status")).to_have_text("scheduled")
     shown = f"Scheduled for {when.strftime('%Y-%m-%d %H:%M')} (Europe/Paris)"
     expect(page.get_by_text(shown)).to_be_visible()
+    expect(page.locator("ol.chosen")).to_have_text("Harbour opens")
     check_page(page, "digest-scheduled")
 
     # Called off, it is a draft again; scheduled anew, beat's tick starts it when due.

@@ -29,7 +29,7 @@ from newsletter.digests.compose import MAX_SELECTED
 from newsletter.digests.preview import preview_message
 from newsletter.digests.render import GMAIL_CLIP
 from newsletter.errors import NotFound
-from newsletter.models import Digest, DigestStatus, MailingList
+from newsletter.models import Digest, DigestStatus, MailingList, Story
 from newsletter.preflight import actions as preflights
 from newsletter.preflight import message_checks
 from newsletter.preflight.findings import Report
@@ -140,6 +140,8 @@ def _detail(session: Session, digest_id: int) -> dict[str, Any]:
     chosen = set(digest.story_ids or [])
     offered = editing.candidates(session, digest) if digest.status == DigestStatus.draft else []
     carried = sum(len(link.get("story_ids", [])) for link in digest.carry or [])
+    ids = list(digest.story_ids or [])[:MAX_SELECTED]
+    titles = dict(session.execute(select(Story.id, Story.title).where(Story.id.in_(ids))).all())
     return {
         "digest": {
             "id": digest.id,
@@ -159,6 +161,7 @@ def _detail(session: Session, digest_id: int) -> dict[str, Any]:
             {"id": s.id, "title": s.title, "section": s.section, "chosen": s.id in chosen}
             for s in offered
         ],
+        "chosen": [titles[i] for i in ids if i in titles],  # in the digest's order
         "size": {
             "html": preview.html_bytes,
             "clip": GMAIL_CLIP,
