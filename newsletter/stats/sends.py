@@ -16,7 +16,10 @@ Where the numbers come from, and why:
   short too. A retry sets finished_at anew, which makes the snapshot stale by itself.
 * The rate over time: while a send is open and watched, a sample (time, messages done)
   is added to its snapshot every `SAMPLE_SECONDS`; when it has finished, the messages
-  per interval are counted once from deliveries.updated_at and kept with the counts.
+  per interval are counted once from deliveries.updated_at (when its page first asks)
+  and kept with the counts.
+* Deferrals per receiving domain: at most DEFERRED_SCAN deferred rows of the send,
+  kept by each process for a few seconds.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ DEFERRED_SCAN = 5000  # deferred rows read for the per-domain table (the top ten
 Counts = dict[str, int]
 COMPLAINTS_SECONDS = 30.0
 SMALL = ("sending", "deferred", "bounced", "failed")
+DEFERRALS_SECONDS = 5.0
 
 
 def snapshot_name(digest_id: int) -> str:
@@ -101,6 +105,7 @@ class _Live:
 
 
 _live: dict[int, _Live] = {}
+_deferrals: dict[int, tuple[float, list[tuple[str, int]]]] = {}
 _live_lock = threading.Lock()
 
 
@@ -381,12 +386,22 @@ def rate_series(session: Session, digest: Digest) -> list[list[Any]]:
 
 def deferrals_by_domain(session: Session, digest_id: int, top: int = 10) -> list[tuple[str, int]]:
     """The receiving domains with the most deferred deliveries of the send (read from at
-    most DEFERRED_SCAN deferred rows, through ix_deliveries_digest_status)."""
+    most DEFERRED_SCAN deferred rows, through ix_deliveries_digest_status), kept by each
+    process for DEFERRALS_SECONDS."""
+    now = time.monotonic()
+    with _live_lock:
+        hit = _deferrals.get(digest_id)
+    if hit is not None and now - hit[0] < DEFERRALS_SECONDS:
+        return hit[1][:top]
     emails = session.scalars(
         select(Subscriber.email)
         .join(Delivery, Delivery.subscriber_id == Subscriber.id)
         .where(Delivery.digest_id == digest_id, Delivery.status == DeliveryStatus.deferred)
         .limit(DEFERRED_SCAN)
     )
-    per = Counter(email.rpartition("@")[2].lower() for email in emails)
-    return per.most_common(top)
+    found = Counter(email.rpartition("@")[2].lower() for email in emails).most_common(10)
+    with _live_lock:
+        if len(_deferrals) > 1000:
+            _deferrals.clear()
+        _deferrals[digest_id] = (now, found)
+    return found[:top]
