@@ -275,6 +275,7 @@ def pages(url: str) -> list[tuple[str, str]]:
         (f"subscribers by name {name}", f"/console/subscribers?by=name&q={name}"),
         ("subscribers culture+unsub", "/console/subscribers?list=culture&status=unsubscribed"),
         ("subscribers complained", "/console/subscribers?status=complained"),
+        ("subscribers unsubscribed", "/console/subscribers?status=unsubscribed"),
         ("audit actor (no entries)", "/console/audit?actor=intern%40newsroom.example"),
         ("audit action users.role", "/console/audit?action=users.role"),
         ("audit action sends", "/console/audit?action=sends"),
@@ -374,7 +375,11 @@ def report(rows: list[Row]) -> bool:
         over = pct(judged, 0.99) > LIMIT_MS
         if over:
             failing.append(r.page)
-        print(f"{line}   {r.load:4.2f}{'   SLOW' if over else ''}")
+        slow = ""
+        if over:
+            worst = sorted(range(len(r.wall)), key=lambda i: -r.wall[i])[:3]
+            slow = "   SLOW (slowest requests: " + ", ".join(f"#{i + 1}" for i in worst) + ")"
+        print(f"{line}   {r.load:4.2f}{slow}")
     print(
         "ms. first: the first request (cold caches and snapshots); p50/p99/max: time to the"
         " whole\nresponse on loopback after the warm-ups; cpu/req: CPU time of the web process"
@@ -401,7 +406,9 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="Keep the database at the end.")
     ap.add_argument("--scale", type=float, default=1.0, help="Seed a fraction of the data set.")
     ap.add_argument("--trace", type=int, metavar="MS", help="Log statements slower than MS.")
-    ap.add_argument("--only", help="Measure only pages whose label contains this.")
+    ap.add_argument(
+        "--only", help="Only pages whose label contains one of these (comma-separated)."
+    )
     args = ap.parse_args()
 
     plain, url, fresh = database(args)
@@ -484,7 +491,7 @@ def main() -> int:
                 flush=True,
             )
             for label, path in pages(plain):
-                if args.only and args.only not in label:
+                if args.only and not any(o in label for o in args.only.split(",")):
                     continue
                 mark = log_size()
                 rows.append(measure(client, meter, path, label, args.requests, args.warmup))
