@@ -158,7 +158,8 @@ def redirect(path: str, message: str | None = None) -> RedirectResponse:
     """303 to a console page (after a form POST), with an optional one-line notice."""
     from urllib.parse import urlencode
 
-    target = path if message is None else f"{path}?{urlencode({'notice': message})}"
+    joiner = "&" if "?" in path else "?"
+    target = path if message is None else f"{path}{joiner}{urlencode({'notice': message})}"
     return RedirectResponse(target, status_code=303)
 
 
