@@ -137,8 +137,7 @@ def own_password(
     except ActionFailed as exc:
         return _page(request, _own(current), True, exc.status, exc.message, "password")
     # A new password ends every session of the account, this one too.
-    response = redirect("/console/login", "Your password is changed; log in with the new one.")
-    return response
+    return redirect("/console/login", "Your password is changed; log in with the new one.")
 
 
 @router.post("/users/me/tokens", response_class=HTMLResponse)
