@@ -448,6 +448,8 @@ def test_the_session_cookie_is_secure_when_the_site_is_https(
     flags = {part.strip().lower() for part in cookie.split(";")}
     assert "httponly" in flags and "samesite=lax" in flags
     assert ("secure" in flags) == base_url.startswith("https://")
+    form_cookie = person.http.get("/console/login").headers["set-cookie"]  # the form's CSRF
+    assert ("secure" in form_cookie.lower()) == base_url.startswith("https://")
 
 
 @pytest.fixture(autouse=True)
