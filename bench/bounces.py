@@ -6,9 +6,15 @@ threads each keep one SMTP connection and send DSNs (the corpus of tests/fixture
 round robin) as MAIL FROM:<> to each delivery's VERP address, several transactions per
 connection as MTAs do. The clock runs from the first MAIL to the last 250 after DATA,
 which the server answers only after the bounce is committed; every message must be
-recorded. Prints DSNs/s per run and the median.
+recorded. Prints per run DSNs/s, the server's CPU per DSN and the load average, then the
+medians.
+
+--baseline REV also times the bounce-server of a git revision (its server.py, loaded
+beside today's code) in the same run, alternating with the current one so the machine's
+drift falls on both alike.
 
     python bench/bounces.py [--messages N] [--connections C] [--runs R] [--postgres]
+                            [--baseline REV]
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -84,7 +94,50 @@ def prepare(url: str, n: int) -> list[int]:
     return list(ids)
 
 
-def run_once(url: str, n: int, connections: int, workdir: Path) -> float:
+# Runs a bounce-server whose server.py is the file given (a previous revision's), with
+# the rest of the package as it is now: the way to time the old storing path.
+LAUNCH = """
+import importlib.util, sys, time
+from newsletter.config import get_settings
+spec = importlib.util.spec_from_file_location("newsletter.bounces.server_then", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module.start_bounce_server(get_settings(), "127.0.0.1", int(sys.argv[2]))
+while True:
+    time.sleep(3600)
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    rate: float  # DSNs/s
+    cpu_ms: float  # bounce-server CPU (user + system) per DSN
+    load: float  # 1-minute load average when the run ended
+
+
+def server_command(port: int, server_file: Path | None) -> list[str]:
+    if server_file is None:
+        return [sys.executable, "-m", "newsletter", "bounce-server", "--port", str(port)]
+    return [sys.executable, "-c", LAUNCH, str(server_file), str(port)]
+
+
+def old_server(rev: str, workdir: Path) -> Path:
+    """server.py as it was at ``rev``."""
+    text = subprocess.run(
+        ["git", "show", f"{rev}:newsletter/bounces/server.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = workdir / f"server_{rev}.py"
+    path.write_text(text)
+    return path
+
+
+def run_once(
+    url: str, n: int, connections: int, workdir: Path, server_file: Path | None = None
+) -> Run:
     from sqlalchemy import func, select
 
     from newsletter.config import Settings
@@ -105,7 +158,7 @@ def run_once(url: str, n: int, connections: int, workdir: Path) -> float:
         "NEWSLETTER_DATA_DIR": str(workdir),
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "bounce-server", "--port", str(port)],
+        server_command(port, server_file),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -132,12 +185,16 @@ def run_once(url: str, n: int, connections: int, workdir: Path) -> float:
 
         parts = [list(range(c, n, connections)) for c in range(connections)]
         threads = [threading.Thread(target=client, args=(p,)) for p in parts]
+        before = psutil.Process(server.pid).cpu_times()
+        start_cpu = before.user + before.system  # start-up and imports are not per DSN
         start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
+        cpu = psutil.Process(server.pid).cpu_times()
+        cpu_ms = (cpu.user + cpu.system - start_cpu) * 1000 / n
     finally:
         server.terminate()
         server.wait(10)
@@ -147,10 +204,12 @@ def run_once(url: str, n: int, connections: int, workdir: Path) -> float:
     engine.dispose()
     if failures or recorded != n:
         raise SystemExit(f"recorded {recorded} of {n}; failures: {failures[:3]}")
-    return n / elapsed
+    return Run(n / elapsed, cpu_ms, os.getloadavg()[0])
 
 
-def database(postgres: bool, workdir: Path) -> tuple[str, object]:
+def database(postgres: bool, workdir: Path) -> tuple[str, tuple[Any, str] | None]:
+    """The URL of a fresh database, and for PostgreSQL the admin connection and name to
+    drop it with."""
     if not postgres:
         return f"sqlite:///{workdir / 'bench.db'}", None
     import psycopg
@@ -162,31 +221,55 @@ def database(postgres: bool, workdir: Path) -> tuple[str, object]:
     return f"{base}/{name}", (admin, name)
 
 
+def measure(args: argparse.Namespace, server_file: Path | None) -> Run:
+    with tempfile.TemporaryDirectory(prefix="nl-bench-bounces-") as tmp:
+        url, pg = database(args.postgres, Path(tmp))
+        try:
+            return run_once(url, args.messages, args.connections, Path(tmp), server_file)
+        finally:
+            if pg is not None:
+                admin, name = pg
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
+    parser.add_argument("--baseline", metavar="REV", help="also time server.py as of REV")
     args = parser.parse_args()
-    rates = []
-    for run in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="nl-bench-bounces-") as tmp:
-            url, pg = database(args.postgres, Path(tmp))
-            try:
-                rate = run_once(url, args.messages, args.connections, Path(tmp))
-            finally:
-                if pg is not None:
-                    admin, name = pg  # type: ignore[misc]
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                    admin.close()
-        rates.append(rate)
-        print(f"run {run + 1}: {args.messages} DSNs in {args.messages / rate:.2f}s = {rate:.0f}/s")
+    with tempfile.TemporaryDirectory(prefix="nl-bench-old-") as keep:
+        variants: dict[str, Path | None] = {}
+        if args.baseline:
+            variants[f"at {args.baseline}"] = old_server(args.baseline, Path(keep))
+        variants["now"] = None
+        runs: dict[str, list[Run]] = {label: [] for label in variants}
+        for number in range(1, args.runs + 1):
+            for label, server_file in variants.items():
+                run = measure(args, server_file)
+                runs[label].append(run)
+                print(
+                    f"run {number} {label:>12}: {args.messages} DSNs in "
+                    f"{args.messages / run.rate:.2f}s = {run.rate:.0f}/s, "
+                    f"server CPU {run.cpu_ms:.2f} ms/DSN, load {run.load:.2f}",
+                    flush=True,
+                )
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(
-        f"median {statistics.median(rates):.0f} DSNs/s through bounce-server "
-        f"({backend}, {args.connections} connections, {args.messages} messages, {args.runs} runs)"
+        f"medians of {args.runs} runs ({backend}, {args.connections} connections, "
+        f"{args.messages} messages; {os.cpu_count()} CPUs):"
     )
+    medians = {label: statistics.median(r.rate for r in got) for label, got in runs.items()}
+    for label, got in runs.items():
+        ratio = f" ({medians[label] / min(medians.values()):.2f}x)" if len(runs) > 1 else ""
+        print(
+            f"  {label:>12}: {medians[label]:.0f} DSNs/s{ratio}, "
+            f"server CPU {statistics.median(r.cpu_ms for r in got):.2f} ms/DSN, "
+            f"load {statistics.median(r.load for r in got):.2f}"
+        )
 
 
 if __name__ == "__main__":
