@@ -100,7 +100,7 @@ LAUNCH = """
 import importlib.util, sys, time
 from newsletter.config import get_settings
 spec = importlib.util.spec_from_file_location("newsletter.bounces.server_then", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
+module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 module.start_bounce_server(get_settings(), "127.0.0.1", int(sys.argv[2]))
 while True:
