@@ -221,6 +221,20 @@ def database(postgres: bool, workdir: Path) -> tuple[str, tuple[Any, str] | None
     return f"{base}/{name}", (admin, name)
 
 
+def parse_cpu_ms(rounds: int = 3) -> float:
+    """CPU per message of parsing and classifying the corpus alone (no SMTP, no database):
+    the part of the server's CPU that storing cannot make smaller."""
+    from newsletter.bounces.parse import analyse
+
+    messages = corpus()
+    rcpt = [f"bounces+1-000000000000@{DOMAIN}"]
+    start = time.process_time()
+    for _ in range(rounds):
+        for raw in messages:
+            analyse(raw, rcpt)
+    return (time.process_time() - start) * 1000 / (rounds * len(messages))
+
+
 def measure(args: argparse.Namespace, server_file: Path | None) -> Run:
     with tempfile.TemporaryDirectory(prefix="nl-bench-bounces-") as tmp:
         url, pg = database(args.postgres, Path(tmp))
@@ -263,6 +277,7 @@ def main() -> None:
         f"{args.messages} messages; {os.cpu_count()} CPUs):"
     )
     medians = {label: statistics.median(r.rate for r in got) for label, got in runs.items()}
+    print(f"  parsing alone: {parse_cpu_ms():.2f} ms CPU per message (in this process)")
     for label, got in runs.items():
         ratio = f" ({medians[label] / min(medians.values()):.2f}x)" if len(runs) > 1 else ""
         print(
