@@ -144,6 +144,7 @@ def _sends_page(after: int | None) -> tuple[list[dict[str, Any]], list[dict[str,
         more = len(latest) > PAGE
         latest = latest[:PAGE]
         slugs = _list_slugs(session, {d.list_id for d in (*waiting, *latest)})
+        _held = stats.preload(session, [*waiting, *latest])  # kept in the session while counting
         # A finished send is counted once (then kept); a page that meets many never
         # counted (a fresh upgrade) counts for COUNT_BUDGET and leaves the rest to its
         # next view instead of answering in seconds.
