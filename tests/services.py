@@ -429,8 +429,8 @@ class AppProcesses:
         self.procs.append(proc)
         return proc
 
-    def start_web(self) -> str:
-        self._spawn("web", "--port", str(self.port), name="web")
+    def start_web(self, *extra: str) -> str:
+        self._spawn("web", "--port", str(self.port), *extra, name="web")
         base = self.base_url
 
         def healthy() -> bool:

@@ -106,3 +106,48 @@ def test_reader_subscribes_confirms_by_mail_and_leaves(app: AppProcesses, smtp_s
     assert one_click.status_code == 200
     assert subscriptions_of(app, "reader@example.org") == {"morning": "unsubscribed"}
     assert len(smtp_server.messages) == 1  # nothing but the confirmation was ever sent
+
+
+def test_several_web_processes_share_the_sign_ups_and_the_limits(
+    tmp_path: Path, smtp_server: SmtpServer
+):
+    """`newsletter web --workers 2`: either process takes a form; the limits are one."""
+    env = {
+        "NEWSLETTER_DATA_DIR": str(tmp_path / "data"),
+        "NEWSLETTER_SMTP_URL": smtp_server.url,
+        "NEWSLETTER_SUBSCRIBE_LIMIT_ADDRESS": "2",
+    }
+    with postgres_database() as db_url, redis_database() as broker:
+        env["NEWSLETTER_DATABASE_URL"] = db_url
+        env["NEWSLETTER_BROKER_URL"] = broker
+        procs = AppProcesses(env, tmp_path)
+        try:
+            procs.run("db", "upgrade")
+            procs.run("lists", "create", "morning", "--name", "Morning Briefing")
+            procs.start_web("--workers", "2")
+            procs.start_worker("--concurrency", "1")
+            codes = []
+            for i in range(8):  # a new connection each: the kernel spreads them over both
+                with httpx.Client(base_url=procs.base_url, timeout=10) as browser:
+                    token = re.search(
+                        r'name="csrf_token" value="([^"]+)"', browser.get("/subscribe").text
+                    ).group(1)
+                    email = "same@example.org" if i < 3 else f"r{i}@example.org"
+                    answer = browser.post(
+                        "/subscribe", data={"email": email, "list": "morning", "csrf_token": token}
+                    )
+                    codes.append(answer.status_code)
+            assert codes == [200, 200, 429, 200, 200, 200, 200, 200]
+            mails = smtp_server.wait_for(lambda m: len(m) >= 6)
+            assert sorted(m.rcpt_tos[0] for m in mails) == sorted(
+                ["same@example.org"] + [f"r{i}@example.org" for i in range(3, 8)]
+            )
+        finally:
+            procs.stop()
+
+
+def test_several_web_processes_need_redis_for_the_limits(tmp_path: Path):
+    procs = AppProcesses({"NEWSLETTER_DATA_DIR": str(tmp_path / "data")}, tmp_path)
+    done = procs.run("web", "--workers", "2", check=False)
+    assert done.returncode == 2
+    assert "needs Redis" in done.stderr

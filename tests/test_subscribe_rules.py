@@ -279,3 +279,74 @@ def test_rate_limits_are_shared_through_redis(
         for i, c in enumerate((first, second, first, second))
     ]
     assert codes == [422, 422, 422, 429]
+
+
+def test_refused_forms_and_bots_do_not_spend_the_address_limit(
+    tight_limits: None, client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
+    """The address limit counts only requests that passed the CSRF check and the honeypot:
+    a forger cannot lock a reader out of signing up."""
+    monkeypatch.setenv("NEWSLETTER_SUBSCRIBE_LIMIT_IP", "100")
+    reset_caches()
+    client.get("/subscribe")
+    for _ in range(3):
+        forged = client.post(
+            "/subscribe",
+            data={"email": "target@example.org", "list": "morning", "csrf_token": "forged"},
+        )
+        assert forged.status_code == 403
+        assert submit(client, email="target@example.org", website="x").status_code == 200
+    codes = [submit(client, email="target@example.org").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_limits_are_counted_in_turn_stopping_at_the_first_spent(
+    kind: str, request: pytest.FixtureRequest
+):
+    """One round trip for both limits, counted as if checked one after the other."""
+    from newsletter.web.ratelimit import make_limiter
+
+    limiter = make_limiter(request.getfixturevalue("redis_url") if kind == "redis" else None)
+    ip, address = ("ip:1.2.3.4", 3, 60), ("addr:a@example.org", 2, 60)
+    assert [limiter.hit_each([ip, address]) for _ in range(3)] == [None, None, 1]
+    assert limiter.hit_each([ip, address]) == 0  # the IP's 4th: the address is not counted
+    assert limiter.hit_each([("ip:5.6.7.8", 3, 60), ("addr:b@example.org", 1, 60)]) is None
+    assert not limiter.hit("addr:b@example.org", 1, 60)  # hit() shares the counts
+    assert limiter.hit_each([]) is None
+
+
+def test_sign_ups_at_once_are_each_stored_with_one_confirmation(
+    client: TestClient, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+):
+    """Many forms posted at the same moment: every one stored, one mail each."""
+    import asyncio
+
+    import httpx
+
+    monkeypatch.setenv("NEWSLETTER_SUBSCRIBE_LIMIT_IP", "100")
+    reset_caches()
+    token = form_token(client)
+    app = client.app
+
+    async def post_all() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", cookies=client.cookies
+        ) as browser:
+            answers = await asyncio.gather(
+                *(
+                    browser.post(
+                        "/subscribe",
+                        data={"email": f"r{i}@example.org", "list": "morning", "csrf_token": token},
+                    )
+                    for i in range(24)
+                )
+            )
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(post_all()) == [200] * 24
+    assert sorted(stored_subscribers()) == sorted(f"r{i}@example.org" for i in range(24))
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(
+        f"r{i}@example.org" for i in range(24)
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from newsletter.commands.common import handled, settings
+from newsletter.errors import InvalidInput
 
 
 @click.command()
@@ -16,7 +17,16 @@ def web(host: str, port: int, processes: int) -> None:
     """Serve the web app and the admin API."""
     import uvicorn
 
-    settings()
+    s = settings()
+    if processes < 1:
+        raise InvalidInput("workers", "--workers must be at least 1.")
+    if processes > 1 and s.redis_url is None:
+        # Without Redis each process would keep its own sign-up and login rate limits.
+        raise InvalidInput(
+            "workers",
+            "--workers above 1 needs Redis as the broker (NEWSLETTER_BROKER_URL=redis://...):"
+            " the rate limits are shared through it.",
+        )
     uvicorn.run(
         "newsletter.web.app:create_app",
         factory=True,
