@@ -50,12 +50,16 @@ S = DigestStatus
 
 def test_the_transition_table() -> None:
     assert {e: (set(t.sources), t.target) for e, t in TRANSITIONS.items()} == {
-        Event.start: ({S.draft, S.scheduled}, S.sending),
+        Event.start: ({S.draft, S.scheduled, S.awaiting_approval}, S.sending),
         Event.pause: ({S.sending}, S.paused),
         Event.resume: ({S.paused}, S.sending),
         Event.cancel: ({S.scheduled, S.sending, S.paused}, S.cancelled),
         Event.finish: ({S.sending}, S.sent),
         Event.retry: ({S.sending, S.paused, S.sent}, S.sending),
+        Event.submit: ({S.draft}, S.awaiting_approval),
+        Event.withdraw: ({S.awaiting_approval}, S.draft),
+        Event.schedule: ({S.draft}, S.scheduled),
+        Event.unschedule: ({S.scheduled}, S.draft),
     }
 
 
