@@ -52,7 +52,9 @@ class Console:
         return done.stdout
 
     def user(self, email: str, role: str, password: str = PASSWORD) -> str:
-        self.cli("users", "create", email, "--role", role, "--password-stdin", stdin=password + "\n")
+        self.cli(
+            "users", "create", email, "--role", role, "--password-stdin", stdin=password + "\n"
+        )
         return email
 
 

@@ -70,7 +70,7 @@ def test_an_editors_stories_become_a_digest_led_by_the_first_with_its_picture(
         "title: Dam repairs finished ahead of winter\n"
         f"image: {photo_site}/img/dam.jpg\n"
         "image_alt: Engineers on the dam's crest at dawn\n"
-        "image_credit: \"Photo: Olena Marchenko\"\n"
+        'image_credit: "Photo: Olena Marchenko"\n'
         "section: Ukraine\n"
         "---\n\n"
         "Engineers finished the repairs **two weeks early**. Residents were asked to:\n\n"
