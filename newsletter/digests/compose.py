@@ -98,13 +98,21 @@ def compose_digest(
     digest.html = composed.html
     digest.text = composed.text
     digest.story_ids = [s.id for s in stories]  # the new ones; carried ones are in carry
-    variants = carry.render_variants(
-        settings, mailing_list, stories, owed, now=now, digest_id=digest.id
+    store_variants(
+        session,
+        digest.id,
+        carry.render_variants(settings, mailing_list, stories, owed, now=now, digest_id=digest.id),
     )
+    return digest
+
+
+def store_variants(session: Session, digest_id: int, variants: dict[int, Composition]) -> None:
+    """Store the digest's variants for readers a cancelled send reached
+    (carry.render_variants)."""
     for number, variant in variants.items():
         session.add(
             DigestVariant(
-                digest_id=digest.id,
+                digest_id=digest_id,
                 number=number,
                 subject=variant.subject,
                 html=variant.html,
@@ -113,7 +121,6 @@ def compose_digest(
             )
         )
     session.flush()
-    return digest
 
 
 def preview_digest(

@@ -20,7 +20,7 @@ from newsletter import audit
 from newsletter.config import Settings
 from newsletter.digests import carry
 from newsletter.digests.archive import digest_record
-from newsletter.digests.compose import select_stories
+from newsletter.digests.compose import select_stories, store_variants
 from newsletter.digests.render import render_digest
 from newsletter.effects import Done
 from newsletter.errors import Conflict, InvalidInput, NotFound
@@ -64,20 +64,9 @@ def rerender(
     digest.text = composed.text
     digest.story_ids = [s.id for s in stories]
     digest.created_at = now  # the cut-off: the draft is composed now
-    session.execute(delete(DigestVariant).where(DigestVariant.digest_id == digest.id))
     variants = carry.render_variants(settings, mlist, stories, owed, now=now, digest_id=digest.id)
-    for number, variant in variants.items():
-        session.add(
-            DigestVariant(
-                digest_id=digest.id,
-                number=number,
-                subject=variant.subject,
-                html=variant.html,
-                text=variant.text,
-                story_ids=variant.story_ids,
-            )
-        )
-    session.flush()
+    session.execute(delete(DigestVariant).where(DigestVariant.digest_id == digest.id))
+    store_variants(session, digest.id, variants)
 
 
 @audit.audited("digests.arrange", lambda digest_id, story_ids: f"digest {digest_id}")
