@@ -8,6 +8,7 @@ guessed are required, and any malformed value stops start-up with one line.
 
 from __future__ import annotations
 
+import re
 import secrets
 from email.headerregistry import Address
 from email.utils import parseaddr
@@ -139,6 +140,9 @@ class Settings(BaseSettings):
     login_limit_ip: int = Field(20, ge=1)  # login attempts per IP per 5 minutes
     login_limit_account: int = Field(5, ge=1)  # failed logins per account per 15 minutes
     stats_refresh_seconds: float = Field(60.0, gt=0)  # beat refreshes the console's counts
+    # The audience (newsletter/segments/, subscriptions/preferences, webhooks, engagement).
+    # Languages of pages and system mails, the first the default (newsletter/i18n/).
+    languages: str = "en,uk"
     # Fetch pages, feeds and images from private networks (newsletter/netnames.py);
     # unset: yes in development, no in production.
     fetch_private_networks: bool | None = None
@@ -189,6 +193,19 @@ class Settings(BaseSettings):
         if "@" not in addr or any(c in value for c in "\r\n"):
             raise ValueError("must be a display name and address, e.g. 'News <news@example.com>'")
         return value
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, value: str) -> str:
+        codes = [c.strip().lower() for c in value.split(",") if c.strip()]
+        if not codes or any(not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{2,8})?", c) for c in codes):
+            raise ValueError("must be language codes separated by commas, e.g. 'en,uk'")
+        return ",".join(dict.fromkeys(codes))
+
+    @property
+    def language_codes(self) -> tuple[str, ...]:
+        """LANGUAGES as a tuple, the default first."""
+        return tuple(self.languages.split(","))
 
     @field_validator("send_rate")
     @classmethod

@@ -20,6 +20,7 @@ from sqlalchemy import (
     false,
     true,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -95,6 +96,21 @@ class MailingList(Base):
     # built-in ones block by block); None: the built-in ones.
     template_dir: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The audience (migration 0010): a welcome mail after confirmation; the digest at
+    # HH:MM in each reader's own time zone instead of at once; signed click redirects
+    # and an open pixel (both off unless the list turns them on); readers asked "still
+    # want this?" after this many digests without a click; a weekly round-up (cron, in
+    # the list's time zone) readers may choose instead of every edition; the sign-up
+    # form's extra fields, stored as attributes ([{"name", "label", "required"}]).
+    welcome: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    local_time: Mapped[str | None] = mapped_column(String(5))
+    track_clicks: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    track_opens: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    sunset_after: Mapped[int | None] = mapped_column(Integer)
+    weekly: Mapped[str | None] = mapped_column(String(100))
+    form_fields: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, default=list, server_default="[]"
+    )
 
 
 class Subscriber(Base):
@@ -105,6 +121,7 @@ class Subscriber(Base):
         Index("ix_subscribers_status", "status", "id"),
         Index("ix_subscribers_email_c", "email", "id"),
         Index("ix_subscribers_name_c", "name", "id"),
+        Index("ix_subscribers_attributes", "attributes", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -114,6 +131,18 @@ class Subscriber(Base):
     status: Mapped[str] = mapped_column(String(16), default=SubscriberStatus.active)
     bounce_score: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # What the newsroom knows of the reader beyond the address (subscriptions/attributes.py
+    # validates it: a flat JSON object of short scalars), usable in templates and segments.
+    # JSONB on PostgreSQL: segment filters use its containment operator and GIN index.
+    attributes: Mapped[dict[str, Any]] = mapped_column(
+        JSON().with_variant(JSONB(), "postgresql"), default=dict, server_default="{}"
+    )
+    # The reader's language (a code of LANGUAGES) and IANA time zone; None: the defaults
+    # (the first language, the list's time zone).
+    language: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # The last click a person made (machine clicks do not count), for segments and sunset.
+    last_click_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan"
@@ -150,6 +179,12 @@ class Subscription(Base):
     consent_user_agent: Mapped[str | None] = mapped_column(String(512))
     consent_source: Mapped[str] = mapped_column(String(32), default="form")
     consent_text_version: Mapped[str | None] = mapped_column(String(32))
+    # "every" edition of the list, or only its "weekly" round-up (MailingList.weekly).
+    frequency: Mapped[str] = mapped_column(String(16), default="every", server_default="every")
+    # Why it ended (reader, sunset, bounce, complaint, operator) when it did.
+    unsubscribe_reason: Mapped[str | None] = mapped_column(String(32))
+    # When the "still want this?" mail went out (engagement sunset); cleared by a click.
+    sunset_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
     mailing_list: Mapped[MailingList] = relationship()
@@ -262,6 +297,12 @@ class Digest(Base):
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a scheduled send starts (status scheduled; sending/later.py, beat's send tick).
     send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who it goes to: a segment of the list (None: every confirmed reader), only the
+    # readers of one frequency ("weekly" for the round-up; None: "every"), and the local
+    # time it reaches each reader at (copied from the list when the send starts).
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id", ondelete="SET NULL"))
+    frequency: Mapped[str | None] = mapped_column(String(16))
+    local_time: Mapped[str | None] = mapped_column(String(5))
 
     mailing_list: Mapped[MailingList] = relationship()
 
@@ -281,6 +322,8 @@ class DigestVariant(Base):
     html: Mapped[str] = mapped_column(Text, default="")
     text: Mapped[str] = mapped_column(Text, default="")
     story_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # The language this variant is rendered in (None: the default language).
+    language: Mapped[str | None] = mapped_column(String(16))
 
 
 class Delivery(Base):
@@ -433,3 +476,91 @@ class StatsSnapshot(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     data: Mapped[Any] = mapped_column(JSON)
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Segment(Base):
+    """A saved filter over a list's readers, in the segment language (newsletter/segments/)."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    expression: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookEndpoint(Base):
+    """An operator's URL that gets events. Its signing secret is derived from SECRET_KEY
+    and `secret_nonce` (newsletter/webhooks/), so the database holds no secret."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret_nonce: Mapped[str] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    description: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: written in the transaction of what happened (an
+    outbox), posted by a Celery task with retries; the delivery log."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(40))  # the same for every endpoint
+    event_type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, exactly as posted
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DigestLink(Base):
+    """A link of a digest with click tracking on: the redirect reads the target here, so
+    a tracked link can only ever lead where the digest pointed (no open redirect)."""
+
+    __tablename__ = "digest_links"
+
+    digest_id: Mapped[int] = mapped_column(
+        ForeignKey("digests.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"))
+
+
+class Engagement(Base):
+    """A click or an open, by a person or (machine true) a proxy or link scanner."""
+
+    __tablename__ = "engagements"
+    __table_args__ = (
+        Index("ix_engagements_digest_story", "digest_id", "story_id"),
+        Index("ix_engagements_subscriber", "subscriber_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # click, open
+    link: Mapped[int | None] = mapped_column(Integer)
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"))
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    machine: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

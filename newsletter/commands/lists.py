@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from newsletter.commands.common import InputError, emit_json, handled, perform
-from newsletter.subscriptions import actions
+from newsletter.subscriptions import actions, lists
 
 
 @click.group(name="lists")
@@ -23,6 +23,88 @@ def _show(record: dict[str, Any], verb: str, as_json: bool) -> None:
         click.echo(f"{verb} list {record['slug']}")
 
 
+def _audience_options(func: Any) -> Any:
+    """The audience options `create` and `update` share."""
+    for option in reversed(
+        [
+            click.option(
+                "--welcome/--no-welcome",
+                default=None,
+                help="Mail a welcome after confirmation (templates/email/welcome/).",
+            ),
+            click.option(
+                "--local-time",
+                default=None,
+                metavar="HH:MM",
+                help="Deliver each digest at this time in every reader's own time zone "
+                "('none' to send at once).",
+            ),
+            click.option(
+                "--track-clicks/--no-track-clicks",
+                default=None,
+                help="Signed click redirects counted per story and reader (off by default).",
+            ),
+            click.option(
+                "--track-opens/--no-track-opens",
+                default=None,
+                help="An open pixel (off by default; needs --track-clicks to mean much).",
+            ),
+            click.option(
+                "--sunset-after",
+                type=int,
+                default=None,
+                metavar="N",
+                help="Ask readers with no click in N digests if they still want it (0: never).",
+            ),
+            click.option(
+                "--weekly",
+                default=None,
+                metavar="CRON",
+                help="Offer a weekly round-up at this cron time ('none' to stop offering it).",
+            ),
+            click.option(
+                "--form-field",
+                "form_fields",
+                multiple=True,
+                metavar="NAME[:LABEL][!]",
+                help="An extra sign-up field kept as an attribute; '!' makes it required. "
+                "Repeat for more; 'none' for no extra fields.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _options(
+    welcome: bool | None,
+    local_time: str | None,
+    track_clicks: bool | None,
+    track_opens: bool | None,
+    sunset_after: int | None,
+    weekly: str | None,
+    form_fields: tuple[str, ...],
+) -> lists.Options:
+    fields: list[dict[str, Any]] | None = None
+    if form_fields:
+        fields = []
+        for spec in form_fields:
+            if spec.strip().lower() == "none":
+                continue
+            required = spec.endswith("!")
+            name, _, label = spec.rstrip("!").partition(":")
+            fields.append({"name": name.strip(), "label": label or name, "required": required})
+    return lists.Options(
+        welcome=welcome,
+        local_time=local_time,
+        track_clicks=track_clicks,
+        track_opens=track_opens,
+        sunset_after=sunset_after,
+        weekly=weekly,
+        form_fields=fields,
+    )
+
+
 @lists_group.command("create")
 @click.argument("slug")
 @click.option("--name", required=True)
@@ -34,6 +116,7 @@ def _show(record: dict[str, Any], verb: str, as_json: bool) -> None:
     help="Folder of the list's own subject.txt, body.txt, body.html (extending "
     "builtin/digest/...); tried with a sample digest first.",
 )
+@_audience_options
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def lists_create(
@@ -43,8 +126,17 @@ def lists_create(
     timezone: str,
     template_dir: str | None,
     as_json: bool,
+    **audience: Any,
 ) -> None:
-    record = perform(actions.create_list, slug, name, schedule, timezone, template_dir)
+    record = perform(
+        actions.create_list,
+        slug,
+        name,
+        schedule,
+        timezone,
+        template_dir,
+        options=_options(**audience),
+    )
     _show(record, "created", as_json)
 
 
@@ -58,6 +150,7 @@ def lists_create(
     default=None,
     help="Folder of the list's own digest templates; '' or 'none' for the built-in ones.",
 )
+@_audience_options
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def lists_update(
@@ -67,6 +160,7 @@ def lists_update(
     timezone: str | None,
     template_dir: str | None,
     as_json: bool,
+    **audience: Any,
 ) -> None:
     """Change a list's name, schedule, time zone or templates (its slug stays: links
     carry it)."""
@@ -81,6 +175,7 @@ def lists_update(
         clear_schedule=clear,
         template_dir=None if builtin else template_dir,
         clear_template_dir=builtin,
+        options=_options(**audience),
     )
     _show(record, "updated", as_json)
 

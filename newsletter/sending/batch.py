@@ -598,11 +598,10 @@ def _claim(
             _T.update()
             .where(
                 *in_range,
-                or_(
-                    _T.c.status == DeliveryStatus.queued,
-                    (_T.c.status == DeliveryStatus.deferred)
-                    & or_(_T.c.next_attempt_at.is_(None), _T.c.next_attempt_at <= now),
-                ),
+                # A queued row with next_attempt_at is not due before it: a send at
+                # the reader's local time (sending/job.py) writes each row's due time.
+                _T.c.status.in_((DeliveryStatus.queued, DeliveryStatus.deferred)),
+                or_(_T.c.next_attempt_at.is_(None), _T.c.next_attempt_at <= now),
             )
             .values(
                 status=DeliveryStatus.sending,

@@ -69,11 +69,19 @@ def create_list(
     schedule: str | None = None,
     timezone: str = "UTC",
     template_dir: str | None = None,
+    options: lists.Options | None = None,
 ) -> Done[dict[str, object]]:
     """A new list; a template folder is tried with a sample digest first (refused with
     the reason: no unsubscribe link or postal address, too big, a syntax error)."""
     mlist = lists.create_list(
-        session, slug, name, schedule, timezone, template_dir=template_dir, settings=settings
+        session,
+        slug,
+        name,
+        schedule,
+        timezone,
+        template_dir=template_dir,
+        settings=settings,
+        options=options,
     )
     return Done(lists.list_record(mlist))
 
@@ -90,6 +98,7 @@ def update_list(
     clear_schedule: bool = False,
     template_dir: str | None = None,
     clear_template_dir: bool = False,
+    options: lists.Options | None = None,
 ) -> Done[dict[str, object]]:
     mlist = lists.update_list(
         session,
@@ -101,6 +110,7 @@ def update_list(
         template_dir=template_dir,
         clear_template_dir=clear_template_dir,
         settings=settings,
+        options=options,
     )
     return Done(lists.list_record(mlist))
 
@@ -126,10 +136,21 @@ def subscribe_reader(
     name: str | None,
     list_slug: str | None,
     consent: ConsentRecord,
+    attributes: dict[str, Any] | None = None,
+    language: str | None = None,
+    timezone: str | None = None,
 ) -> Done[SubscribeResult]:
     """A reader's own request (form or JSON): a confirmation mail when one is due."""
     result = subscribe(
-        session, settings, email=email, name=name, list_slug=list_slug, consent=consent
+        session,
+        settings,
+        email=email,
+        name=name,
+        list_slug=list_slug,
+        consent=consent,
+        attributes=attributes,
+        language=language,
+        timezone=timezone,
     )
     return Done(result, _confirmation(result))
 

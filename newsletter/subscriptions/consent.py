@@ -6,14 +6,18 @@ the transaction commits; this module never sends or enqueues anything itself.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.errors import InvalidInput
 from newsletter.models import (
     Subscriber,
     SubscriberStatus,
@@ -23,6 +27,8 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.subscriptions.addresses import clean_name, email_hash, normalise_email
+from newsletter.subscriptions.attributes import clean as clean_attributes
+from newsletter.subscriptions.attributes import merge as merge_attributes
 from newsletter.subscriptions.lists import find_list
 from newsletter.subscriptions.tokens import (
     ConfirmClaim,
@@ -103,15 +109,24 @@ def subscribe(
     consent: ConsentRecord,
     confirmed: bool = False,
     now: datetime | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    language: str | None = None,
+    timezone: str | None = None,
 ) -> SubscribeResult:
     """Record a wish to subscribe. Validation errors raise InvalidInput before any write.
 
     The outcome for a confirmed address is the same neutral page as for a new one,
-    so the form cannot be used to learn who is subscribed.
+    so the form cannot be used to learn who is subscribed. `attributes`, `language` and
+    `timezone` describe a new reader; for a known one the form only fills in what is
+    missing (anyone can type any address into it), while an operator (import, admin)
+    updates the attributes it gives.
     """
     now = now or utcnow()
     address = normalise_email(email, check_deliverability=settings.check_deliverability)
     display = clean_name(name)
+    extra = clean_attributes(attributes)
+    language = _language(settings, language)
+    timezone = _timezone(timezone)
     mlist = find_list(session, list_slug)
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
     sub = (
@@ -135,11 +150,16 @@ def subscribe(
             return SubscribeResult(outcome, sub.id if sub is not None else None, refusal)
 
     if subscriber is None:
-        subscriber = Subscriber(email=address, name=display)
+        subscriber = Subscriber(
+            email=address, name=display, attributes=extra, language=language, timezone=timezone
+        )
         session.add(subscriber)
         session.flush()
-    elif display and not subscriber.name:
-        subscriber.name = display
+    else:
+        if display and not subscriber.name:
+            subscriber.name = display
+        operator = confirmed or consent.source in OPERATOR_SOURCES
+        _describe(subscriber, extra, language, timezone, overwrite=operator)
     if sub is not None and sub.status == SubscriptionStatus.confirmed:
         return SubscribeResult(Outcome.already_confirmed, sub.id)
     if sub is None:
@@ -155,6 +175,7 @@ def subscribe(
         sub.status = SubscriptionStatus.confirmed
         sub.confirmed_at = now
         sub.unsubscribed_at = None
+        sub.unsubscribe_reason = None
         session.flush()
         return SubscribeResult(Outcome.confirmed, sub.id)
     # A reader who left and asks again stays "left" (unsubscribed_at) until they confirm:
@@ -164,6 +185,49 @@ def subscribe(
     sub.confirm_sent_at = now
     session.flush()
     return SubscribeResult(Outcome.pending, sub.id)
+
+
+def _language(settings: Settings, language: str | None) -> str | None:
+    if not language:
+        return None
+    code = language.strip().lower()
+    if code not in settings.language_codes:
+        raise InvalidInput(
+            "language", f"{language!r} is not one of {', '.join(settings.language_codes)}."
+        )
+    return code
+
+
+def _timezone(timezone: str | None) -> str | None:
+    if not timezone:
+        return None
+    try:
+        ZoneInfo(timezone.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput("timezone", f"{timezone!r} is not a known time zone.") from None
+    return timezone.strip()
+
+
+def _describe(
+    subscriber: Subscriber,
+    extra: dict[str, Any],
+    language: str | None,
+    timezone: str | None,
+    *,
+    overwrite: bool,
+) -> None:
+    """What a new request says of a known reader: an operator's word replaces what is
+    stored; the public form's only fills the gaps."""
+    if extra:
+        current = dict(subscriber.attributes or {})
+        if overwrite:
+            subscriber.attributes = merge_attributes(current, extra)
+        else:
+            subscriber.attributes = {**extra, **current}
+    if language and (overwrite or not subscriber.language):
+        subscriber.language = language
+    if timezone and (overwrite or not subscriber.timezone):
+        subscriber.timezone = timezone
 
 
 def operator_refusal(
@@ -238,6 +302,7 @@ def confirm(session: Session, settings: Settings, token: str) -> tuple[ConfirmSt
     sub.status = SubscriptionStatus.confirmed
     sub.confirmed_at = now
     sub.unsubscribed_at = None  # the reader came back themselves
+    sub.unsubscribe_reason = None
     subscriber = sub.subscriber
     if subscriber.status != SubscriberStatus.active:
         # The reader proved the mailbox works and asked again: lift the old suppression.
@@ -273,10 +338,21 @@ def unsubscription(session: Session, settings: Settings, token: str) -> Subscrip
     return sub
 
 
-def unsubscribe(session: Session, settings: Settings, token: str) -> Subscription:
+def unsubscribe(
+    session: Session, settings: Settings, token: str, reason: str = "reader"
+) -> Subscription:
     """Immediate and idempotent; coming back needs a new confirmation."""
     sub = unsubscription(session, settings, token)
-    if sub.status != SubscriptionStatus.unsubscribed:
-        sub.status = SubscriptionStatus.unsubscribed
-        sub.unsubscribed_at = utcnow()
+    leave(sub, reason)
     return sub
+
+
+def leave(sub: Subscription, reason: str) -> bool:
+    """The one place a subscription ends (a reader's link or preference page, sunset):
+    stamped with why. False when it had ended already."""
+    if sub.status == SubscriptionStatus.unsubscribed:
+        return False
+    sub.status = SubscriptionStatus.unsubscribed
+    sub.unsubscribed_at = utcnow()
+    sub.unsubscribe_reason = reason
+    return True

@@ -9,6 +9,8 @@ the reason, and the list stays as it was.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -29,6 +31,75 @@ def _check_zone(timezone: str) -> None:
         raise InvalidInput("timezone", f"{timezone!r} is not a known time zone.") from None
 
 
+@dataclass(frozen=True)
+class Options:
+    """A list's audience options (None: leave as it is). `local_time` and `weekly` take
+    "" to turn them off; `sunset_after` 0 turns sunset off."""
+
+    welcome: bool | None = None
+    local_time: str | None = None
+    track_clicks: bool | None = None
+    track_opens: bool | None = None
+    sunset_after: int | None = None
+    weekly: str | None = None
+    form_fields: list[dict[str, Any]] | None = None
+
+
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]\Z")
+
+
+def _apply_options(mlist: MailingList, options: Options) -> None:
+    """Checks every option first, then sets them: a bad one changes nothing."""
+    local_time = options.local_time
+    if local_time is not None:
+        local_time = local_time.strip()
+        if local_time.lower() in ("", "none"):
+            local_time = ""
+        elif not _HHMM.match(local_time):
+            raise InvalidInput("local_time", f"{local_time!r} is not a time of day as HH:MM.")
+    weekly = options.weekly
+    if weekly is not None:
+        weekly = weekly.strip()
+        if weekly.lower() in ("", "none"):
+            weekly = ""
+        elif not croniter.is_valid(weekly):
+            raise InvalidInput("weekly", f"{weekly!r} is not a cron expression.")
+    if options.sunset_after is not None and not 0 <= options.sunset_after <= 1000:
+        raise InvalidInput("sunset_after", "sunset after 1 to 1000 digests, or 0 for never.")
+    form_fields = None
+    if options.form_fields is not None:
+        form_fields = [_form_field(f) for f in options.form_fields]
+        names = [f["name"] for f in form_fields]
+        if len(set(names)) != len(names):
+            raise InvalidInput("form_fields", "each form field needs a name of its own.")
+    if options.welcome is not None:
+        mlist.welcome = options.welcome
+    if local_time is not None:
+        mlist.local_time = local_time or None
+    if options.track_clicks is not None:
+        mlist.track_clicks = options.track_clicks
+    if options.track_opens is not None:
+        mlist.track_opens = options.track_opens
+    if options.sunset_after is not None:
+        mlist.sunset_after = options.sunset_after or None
+    if weekly is not None:
+        mlist.weekly = weekly or None
+    if form_fields is not None:
+        mlist.form_fields = form_fields
+
+
+def _form_field(raw: Any) -> dict[str, Any]:
+    """{"name", "label", "required"}: an extra field of the sign-up form, kept as an
+    attribute of that name."""
+    from newsletter.subscriptions.attributes import check_name
+
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise InvalidInput("form_fields", "a form field is {name, label, required}.")
+    name = check_name(raw["name"].strip(), "form_fields")
+    label = " ".join(str(raw.get("label") or name).split())[:100]
+    return {"name": name, "label": label, "required": bool(raw.get("required", False))}
+
+
 def create_list(
     session: Session,
     slug: str,
@@ -39,6 +110,7 @@ def create_list(
     *,
     template_dir: str | None = None,
     settings: Settings | None = None,
+    options: Options | None = None,
 ) -> MailingList:
     """A new list; with `template_dir` (needs `settings`), its own digest templates."""
     slug = slug.strip()
@@ -59,6 +131,8 @@ def create_list(
         timezone=timezone,
         description=description,
     )
+    mlist.form_fields = []
+    _apply_options(mlist, options or Options())
     if template_dir is not None:
         mlist.template_dir = _templates(settings, mlist, template_dir)
     session.add(mlist)
@@ -99,6 +173,17 @@ def list_record(mlist: MailingList) -> dict[str, object]:
     }
     if mlist.template_dir:  # shown only when set: records of lists without stay as they were
         record["template_dir"] = mlist.template_dir
+    # Audience options likewise only when a list turns them on.
+    options = {
+        "welcome": bool(mlist.welcome),
+        "local_time": mlist.local_time,
+        "track_clicks": bool(mlist.track_clicks),
+        "track_opens": bool(mlist.track_opens),
+        "sunset_after": mlist.sunset_after,
+        "weekly": mlist.weekly,
+        "form_fields": list(mlist.form_fields or []),
+    }
+    record.update({k: v for k, v in options.items() if v})
     return record
 
 
@@ -113,12 +198,14 @@ def update_list(
     template_dir: str | None = None,
     clear_template_dir: bool = False,
     settings: Settings | None = None,
+    options: Options | None = None,
 ) -> MailingList:
     """Change what an operator may change; the slug (in every link and List-Id) stays.
 
     A new template folder is tried with the list's new name and time zone before
     anything changes."""
     mlist = find_list(session, slug)
+    _apply_options(mlist, options or Options())
     if name is not None:
         name = " ".join(name.split())
         if not name or len(name) > 200:
