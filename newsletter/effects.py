@@ -30,7 +30,28 @@ class SendBatches:
     ranges: tuple[Range, ...] = ()
 
 
-Effect = SendConfirmation | SendBatches
+@dataclass(frozen=True)
+class SendWelcome:
+    """Mail a list's welcome to a reader who just confirmed (when the list has it on)."""
+
+    subscription_id: int
+
+
+@dataclass(frozen=True)
+class SendPreferencesLink:
+    """Mail a reader the link to their preference centre (asked for by address)."""
+
+    subscriber_id: int
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliverWebhooks:
+    """Post the webhook events the transaction wrote (newsletter/webhooks/): a nudge only,
+    beat's sweep delivers them too when the nudge is lost."""
+
+
+Effect = SendConfirmation | SendBatches | SendWelcome | SendPreferencesLink | DeliverWebhooks
 
 
 @dataclass(frozen=True)
