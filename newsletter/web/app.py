@@ -19,6 +19,7 @@ from newsletter.web import admin, bounces_api, console, content, outbox, public,
 from newsletter.web import feeds as feeds_api
 from newsletter.web import media as media_files
 from newsletter.web import preflight as preflight_api
+from newsletter.web import tracking as engagement_tracking
 from newsletter.web import users_api as accounts_api
 from newsletter.web.pages import error_page, secure_with_inline_scripts
 from newsletter.web.ratelimit import make_limiter
@@ -47,6 +48,7 @@ def create_app() -> FastAPI:
     app.include_router(media_files.router)
     app.include_router(preflight_api.router)
     app.include_router(accounts_api.router)
+    app.include_router(engagement_tracking.router)  # H5: /c/ clicks, /o/ pixel, /sunset/
     if settings.embedded:
         app.include_router(outbox.router)
     console.install(app)
