@@ -59,6 +59,7 @@ from newsletter.models import (
 )
 from newsletter.subscriptions.addresses import domain_of, email_hash, normalise_email
 from newsletter.subscriptions.suppression import suppress
+from newsletter.webhooks.events import emit
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ def record_bounce(
         return Handled("duplicate", subscriber_id=sid)
 
     action = _apply(session, settings, result, event, delivery, subscriber, now)
+    if subscriber is not None and result.kind in ("hard", "soft", "complaint"):
+        _emit(session, result, subscriber, delivery, action)
     log.info(
         "bounce %s/%s from %s: delivery %s subscriber %s -> %s",
         result.kind,
@@ -147,6 +150,30 @@ def record_bounce(
         action,
     )
     return Handled(action, event, sid)
+
+
+def _emit(
+    session: Session,
+    result: BounceResult,
+    subscriber: Subscriber,
+    delivery: Delivery | None,
+    action: str,
+) -> None:
+    """The webhook event (newsletter/webhooks/): "complained" for a complaint, "bounced"
+    for a hard or soft bounce, with what the policy did about it."""
+    data: dict[str, object] = {
+        "email": subscriber.email,
+        "action": action,
+        "digest_id": delivery.digest_id if delivery is not None else None,
+    }
+    if result.kind != "complaint":
+        data |= {
+            "kind": result.kind,
+            "reason": result.reason or "",
+            "status": result.status or "",
+            "diagnostic": (result.diagnostic or "")[:500],
+        }
+    emit(session, "complained" if result.kind == "complaint" else "bounced", data)
 
 
 def _add_event(

@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, select, update
+from sqlalchemy import CursorResult, Result, func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.errors import Conflict
-from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, utcnow
+from newsletter.models import Delivery, DeliveryStatus, Digest, DigestStatus, MailingList, utcnow
+from newsletter.webhooks import events
 
 S = DigestStatus
 FINAL = frozenset({S.sent, S.cancelled})
@@ -142,7 +143,7 @@ def _apply(
 def start(session: Session, digest_id: int, *, ledger_complete: bool) -> bool:
     """draft or scheduled → sending, the ledger's first chunk written (job.start_send)."""
     now = utcnow()
-    return _apply(
+    started = _apply(
         session,
         digest_id,
         Event.start,
@@ -155,6 +156,9 @@ def start(session: Session, digest_id: int, *, ledger_complete: bool) -> bool:
             "paused_by": None,
         },
     )
+    if started:
+        _send_event(session, digest_id, "send.started")
+    return started
 
 
 def submit(session: Session, digest_id: int, requested_by: str) -> bool:
@@ -223,7 +227,7 @@ def finish_if_done(session: Session, digest_id: int) -> bool:
         .where(Delivery.digest_id == digest_id, Delivery.status.in_(OPEN))
         .exists()
     )
-    return _apply(
+    finished = _apply(
         session,
         digest_id,
         Event.finish,
@@ -231,3 +235,34 @@ def finish_if_done(session: Session, digest_id: int) -> bool:
         Digest.ledger_complete.is_(True),
         ~still_open,
     )
+    if finished:
+        _send_event(session, digest_id, "send.finished")
+    return finished
+
+
+def _send_event(session: Session, digest_id: int, kind: str) -> None:
+    """The webhook event of a send starting or finishing, with the ledger's counts by
+    status (so far, when starting). Costs nothing when no endpoint asked for it: the
+    counts are only read when one did (newsletter/webhooks/)."""
+    if not events.wants(session, kind):
+        return
+    slug = session.scalar(
+        select(MailingList.slug)
+        .join(Digest, Digest.list_id == MailingList.id)
+        .where(Digest.id == digest_id)
+    )
+    counts = {
+        str(status): int(n)
+        for status, n in session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.digest_id == digest_id)
+            .group_by(Delivery.status)
+        )
+    }
+    data = {
+        "digest_id": digest_id,
+        "list": slug,
+        "recipients": sum(counts.values()),
+        "counts": counts,
+    }
+    events.emit(session, kind, data)

@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from newsletter.config import Settings
 from newsletter.errors import InvalidInput
@@ -36,6 +36,7 @@ from newsletter.subscriptions.tokens import (
     read_confirm_token,
     read_unsubscribe_token,
 )
+from newsletter.webhooks.events import emit
 
 # Consent sources that are an operator acting, not the reader asking (see subscribe()).
 OPERATOR_SOURCES = ("import", "admin")
@@ -177,6 +178,8 @@ def subscribe(
         sub.unsubscribed_at = None
         sub.unsubscribe_reason = None
         session.flush()
+        _emit_subscription(session, "subscribed", sub, address, mlist.slug)
+        _emit_subscription(session, "confirmed", sub, address, mlist.slug)
         return SubscribeResult(Outcome.confirmed, sub.id)
     # A reader who left and asks again stays "left" (unsubscribed_at) until they confirm:
     # an operator cannot turn the pending request into a subscription for them.
@@ -184,6 +187,7 @@ def subscribe(
     sub.token_nonce = (sub.token_nonce or 0) + 1  # older confirm links stop working
     sub.confirm_sent_at = now
     session.flush()
+    _emit_subscription(session, "subscribed", sub, address, mlist.slug)
     return SubscribeResult(Outcome.pending, sub.id)
 
 
@@ -308,6 +312,7 @@ def confirm(session: Session, settings: Settings, token: str) -> tuple[ConfirmSt
         # The reader proved the mailbox works and asked again: lift the old suppression.
         subscriber.status = SubscriberStatus.active
         subscriber.bounce_score = 0
+    _emit_subscription(session, "confirmed", sub, subscriber.email, sub.mailing_list.slug)
     session.execute(
         delete(Suppression).where(
             Suppression.email_hash == email_hash(subscriber.email, settings.secret)
@@ -355,4 +360,20 @@ def leave(sub: Subscription, reason: str) -> bool:
     sub.status = SubscriptionStatus.unsubscribed
     sub.unsubscribed_at = utcnow()
     sub.unsubscribe_reason = reason
+    session = object_session(sub)
+    if session is not None:
+        _emit_subscription(
+            session, "unsubscribed", sub, sub.subscriber.email, sub.mailing_list.slug
+        )
     return True
+
+
+def _emit_subscription(
+    session: Session, kind: str, sub: Subscription, email: str, slug: str
+) -> None:
+    """The webhook event of a subscription's change (newsletter/webhooks/): an outbox row
+    in this transaction per endpoint that asked for it; nothing when none did."""
+    data = {"email": email, "list": slug, "status": sub.status}
+    if kind == "unsubscribed":
+        data["reason"] = sub.unsubscribe_reason or ""
+    emit(session, kind, data)

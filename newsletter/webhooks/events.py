@@ -98,6 +98,12 @@ def body(event_type: str, event_id: str, created: datetime, data: Mapping[str, A
     )
 
 
+def wants(session: Session, type: str) -> bool:  # noqa: A002
+    """Whether any active endpoint asked for `type` (cached): lets a caller skip building
+    data that costs a query (a send's counts)."""
+    return any(type in t.events for t in _targets(session))
+
+
 def emit(session: Session, type: str, data: Mapping[str, Any]) -> None:  # noqa: A002
     """Write the event for every active endpoint that asked for `type`; flushes nothing.
 
