@@ -13,10 +13,30 @@ from html import escape
 from newsletter.digests import fields
 
 
-def fill(template: str, values: Mapping[str, str], *, html: bool) -> str:
-    """Values keyed by marker, HTML-escaped in the HTML part; a missing value is empty."""
+def fill(
+    template: str,
+    values: Mapping[str, str],
+    *,
+    html: bool,
+    attributes: Mapping[str, object] | None = None,
+) -> str:
+    """Values keyed by marker, HTML-escaped in the HTML part; a missing value is empty.
+    Attribute markers take the reader's `attributes` (their fallback when absent)."""
     out = template
     for marker in fields.ALL:
         value = values.get(marker, "")
         out = out.replace(marker, escape(value, quote=True) if html else value)
-    return out
+
+    def attribute(found: object) -> str:
+        marker = found.group(0)  # type: ignore[attr-defined]
+        name, fallback = fields.parse_attribute(marker)
+        value = (attributes or {}).get(name)
+        if value is None or value == "":
+            shown = fallback
+        elif isinstance(value, bool):
+            shown = "true" if value else "false"
+        else:
+            shown = str(value)
+        return escape(shown, quote=True) if html else shown
+
+    return fields.ATTRIBUTE.sub(attribute, out)

@@ -60,12 +60,16 @@ def test_fast_path_parses_to_the_reference_content(settings: Settings, name: str
         ph.NAME: name,
         ph.EMAIL: r.email,
         ph.UNSUBSCRIBE_URL: template.unsubscribe_url(9),
+        ph.PREFERENCES_URL: template.preferences_url(9),
     }
+    # Every digest links to the preference centre: the fast path adds the link where a
+    # template has none, so the reference gets the same footer.
+    text, html = fastpath.ensure_preferences(TEXT, html)
     ref = build_message(
         sender=settings.sender,
         to=address(r.email, name),
         subject="Today’s digest: 12 stories",
-        text=fill(TEXT, values, html=False),
+        text=fill(text, values, html=False),
         html=fill(html, values, html=True),
     )
     ref = message_from_bytes(ref.as_bytes(), policy=default)

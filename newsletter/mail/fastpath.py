@@ -30,7 +30,7 @@ import re
 import secrets
 import time
 from binascii import b2a_qp
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate
@@ -38,15 +38,16 @@ from html import escape
 
 from newsletter.config import Settings
 from newsletter.digests import fields
+from newsletter.engagement.codes import ReaderCodes
 from newsletter.mail.dkim import DkimKey, relaxed_body_lines, signature_header
 
 # SMTP framing lives in mail/smtp.py; kept importable here for older callers.
 from newsletter.mail.smtp import dot_stuff as dot_stuff
 from newsletter.mail.verp import verp_local_part
-from newsletter.subscriptions.tokens import UnsubscribeSigner
+from newsletter.subscriptions.tokens import PreferencesSigner, UnsubscribeSigner
 
 MAX_QP = 75  # characters before the soft-break '=' (RFC 2045 allows 76 per line)
-_MARKERS = re.compile("|".join(re.escape(m) for m in fields.ALL))
+_MARKERS = fields.ANY
 # Bytes a value may hold as they are (a value of only these is an address or a URL).
 _QP_SAFE_BYTES = (
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~:/?&#;,+@!$'()*%-"
@@ -145,6 +146,11 @@ def encode_subject(subject: str) -> str:
     return Header(subject, "utf-8", maxlinelen=76).encode(linesep="\r\n")
 
 
+def _footer(html: str, footer: str) -> str:
+    idx = html.lower().rfind("</body>")
+    return html[:idx] + footer + html[idx:] if idx >= 0 else html + footer
+
+
 def ensure_unsubscribe(text: str, html: str) -> tuple[str, str]:
     """Both parts must show an unsubscribe link; add a footer where a template forgot."""
     marker = fields.UNSUBSCRIBE_URL
@@ -152,8 +158,22 @@ def ensure_unsubscribe(text: str, html: str) -> tuple[str, str]:
         text = text.rstrip("\n") + f"\n\nUnsubscribe: {marker}\n"
     if marker not in html:
         footer = f'<p style="font-size:12px;color:#666666"><a href="{marker}">Unsubscribe</a></p>'
-        idx = html.lower().rfind("</body>")
-        html = html[:idx] + footer + html[idx:] if idx >= 0 else html + footer
+        html = _footer(html, footer)
+    return text, html
+
+
+def ensure_preferences(text: str, html: str) -> tuple[str, str]:
+    """Both parts link to the reader's preference centre (every digest does, whatever
+    its template or when it was composed); a footer is added where a template forgot."""
+    marker = fields.PREFERENCES_URL
+    if marker not in text:
+        text = text.rstrip("\n") + f"\nManage your subscription: {marker}\n"
+    if marker not in html:
+        footer = (
+            f'<p style="font-size:12px;color:#666666"><a href="{marker}">'
+            "Manage your subscription</a></p>"
+        )
+        html = _footer(html, footer)
     return text, html
 
 
@@ -175,6 +195,8 @@ class Recipient:
     email: str
     name: str
     subscription_id: int
+    # Subscriber.attributes; read by the sender only for a digest that shows one.
+    attributes: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +249,7 @@ class DigestTemplate:
             f'multipart/alternative;\r\n boundary="{boundary}"'.encode()
         )
         text, html = ensure_unsubscribe(text.replace("\r\n", "\n"), html.replace("\r\n", "\n"))
+        text, html = ensure_preferences(text, html)
         pieces: list[bytes] = []
         slots: list[Slot] = []
         current = b""
@@ -253,13 +276,29 @@ class DigestTemplate:
         # as stuffing the whole message; per message only the short values are checked.
         self.wire_pieces = [dot_stuff(p) for p in pieces]
         self._token = UnsubscribeTokens(self.secret)
-        # The fast path's plan: which reader value each slot takes (2 × (0 name, 1
-        # address, 2 unsubscribe URL) + 1 when in the HTML part), and the whole message
-        # as a list to copy per reader: the constant text with a hole per reader value
-        # (To, Date, Message-ID, the List-Unsubscribe URL and token, then the body's).
-        order = (fields.NAME, fields.EMAIL, fields.UNSUBSCRIBE_URL)
+        self._preferences = PreferencesSigner(self.secret)
+        self._reader_codes = ReaderCodes(self.secret)
+        # The fast path's plan: which reader value each slot takes (2 × its index in
+        # `order`: 0 name, 1 address, 2 unsubscribe URL, 3 preferences URL, 4 reader
+        # code, 5… the attributes the digest shows; + 1 when in the HTML part), and the
+        # whole message as a list to copy per reader: the constant text with a hole per
+        # reader value (To, Date, Message-ID, the List-Unsubscribe URL and token, then
+        # the body's).
+        attribute_markers = list(
+            dict.fromkeys(s.marker for s in slots if s.marker not in fields.ALL)
+        )
+        order = (*fields.ALL, *attribute_markers)
+        self._order = order
+        # (name, fallback) of each attribute marker, in `order` from index 5 on.
+        self.attributes = [fields.parse_attribute(m) for m in attribute_markers]
         self._plan = [order.index(slot.marker) * 2 + slot.html for slot in slots]
         self._groups = sorted(set(self._plan))  # text (even) before its HTML (odd)
+        # Only the name, address and unsubscribe URL: the shortest per-reader path.
+        self._basic = all(g < 6 for g in self._groups)
+        self._uses = {g >> 1 for g in self._groups}
+        # … and the preference centre's URL (every digest but those built elsewhere).
+        self._standard = all(g < 8 for g in self._groups)
+        self._preferences_prefix = f"{self.base_url}/preferences/"
         self._unsubscribe_prefix = f"{self.base_url}/unsubscribe/"
         self._mid_prefix = self.message_id_prefix.encode()
         self._mid_suffix = self.message_id_suffix.encode()
@@ -291,8 +330,31 @@ class DigestTemplate:
 
     # Per recipient -------------------------------------------------------------------
 
+    @property
+    def uses_attributes(self) -> bool:
+        """Does the digest show an attribute? (Else the sender reads none.)"""
+        return bool(self.attributes)
+
     def unsubscribe_url(self, subscription_id: int) -> str:
         return f"{self.base_url}/unsubscribe/{self._token(subscription_id)}"
+
+    def preferences_url(self, subscription_id: int) -> str:
+        return self._preferences_prefix + self._preferences(subscription_id)
+
+    def _raws(self, r: Recipient, url: str) -> list[str]:
+        """Every reader value of `order` the digest uses ("" for the others)."""
+        uses = self._uses
+        raws = [
+            r.name or "",
+            r.email,
+            url,
+            self._preferences_prefix + self._preferences(r.subscription_id) if 3 in uses else "",
+            self._reader_codes(r.delivery_id) if 4 in uses else "",
+        ]
+        if self.attributes:
+            have = r.attributes or {}
+            raws.extend(fields.attribute_text(have.get(n), fb) for n, fb in self.attributes)
+        return raws
 
     def message_id(self, delivery_id: int) -> str:
         return f"{self.message_id_prefix}{delivery_id}{self.message_id_suffix}"
@@ -331,9 +393,17 @@ class DigestTemplate:
         the same bytes (tests/test_send_fastpath.py compares the two)."""
         token = self._token(r.subscription_id)
         url = self._unsubscribe_prefix + token
-        raws = (r.name or "", r.email, url)
+        if self._basic:
+            raws: Sequence[str] = (r.name or "", r.email, url)
+            enc = [b""] * 6
+        elif self._standard:
+            prefs = self._preferences_prefix + self._preferences(r.subscription_id)
+            raws = (r.name or "", r.email, url, prefs)
+            enc = [b""] * 8
+        else:
+            raws = self._raws(r, url)
+            enc = [b""] * (2 * len(raws))
         # Each value encoded once: the HTML one is the text one unless escaping changes it.
-        enc = [b""] * 6
         for group in self._groups:
             raw = raws[group >> 1]
             if group & 1:
@@ -366,11 +436,7 @@ class DigestTemplate:
         now = time.time() if now is None else now
         token = self._token(r.subscription_id)
         url = f"{self.base_url}/unsubscribe/{token}"
-        values = {
-            fields.NAME: r.name or "",
-            fields.EMAIL: r.email,
-            fields.UNSUBSCRIBE_URL: url,
-        }
+        values = dict(zip(self._order, self._raws(r, url), strict=False))
         encoded: dict[Slot, bytes] = {}
         body_parts = [self.pieces[0]]
         for slot, piece in zip(self.slots, self.pieces[1:], strict=True):
