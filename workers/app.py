@@ -60,6 +60,12 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": timedelta(minutes=settings.feed_poll_minutes),
                 "options": {"expires": settings.feed_poll_minutes * 60},
             },
+            # Outgoing webhooks (newsletter/webhooks/): the due rows of the outbox.
+            "deliver-webhooks": {
+                "task": "workers.tasks.deliver_webhooks",
+                "schedule": timedelta(seconds=15),
+                "options": {"expires": 15},
+            },
             # The console's counts (newsletter/stats/): pages read them, never count.
             "refresh-stats": {
                 "task": "workers.tasks.refresh_stats",

@@ -289,3 +289,16 @@ def refresh_stats() -> list[str]:
         names = refresh(session)
         mark_beat(session)
     return names
+
+
+# Outgoing webhooks ----------------------------------------------------------------------
+
+
+@app.task(soft_time_limit=60, time_limit=90, expires=60)
+def deliver_webhooks() -> dict[str, int]:
+    """Beat, every 15 s, and nudged by DeliverWebhooks: post the due webhook deliveries
+    (newsletter/webhooks/deliver.py). Short and bounded: a dead endpoint costs one
+    5-second timeout per sweep, and no send ever waits for this task."""
+    from newsletter.webhooks.deliver import deliver_due
+
+    return deliver_due(session_scope, get_settings())
