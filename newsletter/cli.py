@@ -20,6 +20,7 @@ from newsletter.commands import (
     subscribers,
     up,
     users,
+    webhooks,
 )
 from newsletter.commands.common import use_data_dir
 
@@ -66,5 +67,6 @@ for command in (
     bounces.bounce_server,
     users.users_group,
     stats.stats_group,
+    webhooks.webhooks_group,
 ):
     main.add_command(command)
