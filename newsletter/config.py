@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     # Fetch pages, feeds and images from private networks (newsletter/netnames.py);
     # unset: yes in development, no in production.
     fetch_private_networks: bool | None = None
+    # Engagement (newsletter/engagement/): days a reader asked "still want this?" by a
+    # list's sunset has to answer (a click or "Keep me subscribed") before they are
+    # unsubscribed with the reason "sunset".
+    sunset_grace_days: int = Field(14, ge=1, le=365)
 
     @field_validator("smtp_url")
     @classmethod

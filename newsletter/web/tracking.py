@@ -1,4 +1,5 @@
-"""Tracked links and the open pixel: GET /c/{reader}/{link}, GET /o/{reader}.gif.
+"""Tracked links and the open pixel: GET /c/{reader}/{link}, GET /o/{reader}.gif; and the
+sunset question's page, GET/POST /sunset/{token}.
 
 Both codes are checked on their own (engagement/codes.py), the delivery must belong to
 the link's digest, and the target comes from digest_links, never from the URL: a forged,
@@ -18,10 +19,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from newsletter.config import get_settings
-from newsletter.engagement import machine
+from newsletter.engagement import machine, sunset
 from newsletter.engagement.codes import read_link_code, read_reader_code
 from newsletter.engagement.record import Click, record_click, record_open, resolve_click
-from newsletter.web.pages import error_page
+from newsletter.subscriptions.tokens import TokenInvalid, read_preferences_token
+from newsletter.web.pages import error_page, page
 from workers.gateway import perform
 
 log = logging.getLogger(__name__)
@@ -92,3 +94,38 @@ def open_pixel(request: Request, reader: str) -> Response:
         except Exception:  # noqa: BLE001 - the pixel is answered whatever happens
             log.exception("open of delivery %s not recorded", delivery_id)
     return Response(GIF, media_type="image/gif", headers=NO_STORE)
+
+
+# Sunset: "Still want <list>?" (engagement/sunset.py). The mail's button leads here; the
+# GET changes nothing (a link scanner opening it keeps nobody subscribed), the POST
+# answers. The token is the mail's preference token (the subscription's own capability).
+
+SUNSET_BAD_LINK = (
+    "This link is not valid. It may have been cut short when it was copied. "
+    "Please use the link in the most recent e-mail."
+)
+
+
+def _sunset_subscription(token: str) -> int | None:
+    try:
+        return read_preferences_token(get_settings().secret, token)
+    except TokenInvalid:
+        return None
+
+
+@router.get("/sunset/{token}", response_class=HTMLResponse, include_in_schema=False)
+def sunset_page(request: Request, token: str) -> HTMLResponse:
+    subscription_id = _sunset_subscription(token)
+    view = None if subscription_id is None else perform(sunset.keep_view, subscription_id)
+    if view is None:
+        return error_page(request, 404, "Link not valid", SUNSET_BAD_LINK)
+    return page(request, "sunset.html", view=view, token=token, kept=False)
+
+
+@router.post("/sunset/{token}", response_class=HTMLResponse, include_in_schema=False)
+def sunset_keep(request: Request, token: str) -> HTMLResponse:
+    subscription_id = _sunset_subscription(token)
+    view = None if subscription_id is None else perform(sunset.keep, subscription_id)
+    if view is None:
+        return error_page(request, 404, "Link not valid", SUNSET_BAD_LINK)
+    return page(request, "sunset.html", view=view, token=token, kept=True)
