@@ -21,6 +21,7 @@ from newsletter.web import media as media_files
 from newsletter.web import preflight as preflight_api
 from newsletter.web import tracking as engagement_tracking
 from newsletter.web import users_api as accounts_api
+from newsletter.web import webhooks_api as outgoing_webhooks
 from newsletter.web.pages import error_page, secure_with_inline_scripts
 from newsletter.web.ratelimit import make_limiter
 
@@ -48,6 +49,7 @@ def create_app() -> FastAPI:
     app.include_router(media_files.router)
     app.include_router(preflight_api.router)
     app.include_router(accounts_api.router)
+    app.include_router(outgoing_webhooks.router)  # H4: /api/webhooks (outgoing)
     app.include_router(engagement_tracking.router)  # H5: /c/ clicks, /o/ pixel, /sunset/
     if settings.embedded:
         app.include_router(outbox.router)

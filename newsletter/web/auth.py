@@ -30,6 +30,7 @@ CHANGES: tuple[tuple[str, Capability], ...] = (
     ("/api/lists", Capability.lists),
     ("/api/subscribers", Capability.subscribers),
     ("/api/bounces", Capability.subscribers),
+    ("/api/webhooks", Capability.subscribers),  # outgoing webhooks: readers' addresses
     ("/api/sends", Capability.send),
     ("/api/users", Capability.users),
 )
