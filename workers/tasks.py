@@ -302,3 +302,40 @@ def deliver_webhooks() -> dict[str, int]:
     from newsletter.webhooks.deliver import deliver_due
 
     return deliver_due(session_scope, get_settings())
+
+
+# Engagement: sunset -------------------------------------------------------------------
+
+
+@app.task(expires=3000)
+def sunset_sweep(now: str | None = None) -> dict[str, int]:
+    """Beat, hourly: lists with `sunset_after` ask readers who stopped clicking "Still want
+    <list>?" and unsubscribe those who did not answer within SUNSET_GRACE_DAYS
+    (newsletter/engagement/sunset.py). Each question is marked in the transaction that
+    sends it, so a failed send leaves the reader unasked and no reader is asked twice.
+    `now` (ISO 8601) is for tests and operators replaying a day."""
+    from datetime import datetime
+
+    from newsletter.engagement import sunset
+
+    settings = get_settings()
+    at = datetime.fromisoformat(now) if now else None
+    with session_scope() as session:
+        plan = sunset.plan(session, settings, at)
+    ended = 0
+    for subscription_id in plan.end:
+        with session_scope() as session:
+            ended += sunset.end(session, settings, subscription_id, at)
+    asked = failed = 0
+    for subscription_id in plan.ask:
+        try:
+            with session_scope() as session:
+                mail = sunset.ask(session, settings, subscription_id, at)
+                if mail is None:
+                    continue
+                transport().send(mail.raw, mail.mail_from, [mail.rcpt_to])
+            asked += 1
+        except (smtplib.SMTPException, OSError) as exc:
+            failed += 1  # rolled back: asked again by the next sweep
+            log.warning("sunset question to subscription %s not sent: %s", subscription_id, exc)
+    return {"asked": asked, "ended": ended, "failed": failed}
