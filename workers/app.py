@@ -66,6 +66,12 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": timedelta(seconds=15),
                 "options": {"expires": 15},
             },
+            # Engagement (newsletter/engagement/sunset.py): "still want this?" and its end.
+            "sunset-sweep": {
+                "task": "workers.tasks.sunset_sweep",
+                "schedule": timedelta(hours=1),
+                "options": {"expires": 3000},
+            },
             # The console's counts (newsletter/stats/): pages read them, never count.
             "refresh-stats": {
                 "task": "workers.tasks.refresh_stats",
