@@ -1,4 +1,5 @@
-"""Render an e-mail kind from templates/email/<kind>/ and inline its CSS in one place."""
+"""Render an e-mail kind from templates/email/<kind>/ in a language, and inline its CSS in
+one place."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from jinja2 import Environment
 from premailer import Premailer
 
+from newsletter.i18n import localized
 from newsletter.templating import email_env
 
 # premailer warns about every CSS property mail clients may ignore; it is noise here.
@@ -47,8 +50,21 @@ def inline_css(html: str) -> str:
     return inlined
 
 
-def render_email(kind: str, context: dict[str, Any], *, inline: bool = True) -> Rendered:
-    env = email_env()
+def render_email(
+    kind: str,
+    context: dict[str, Any],
+    *,
+    inline: bool = True,
+    language: str | None = None,
+    env: Environment | None = None,
+) -> Rendered:
+    """The three parts of `kind` in `language` (the default language when None or not
+    offered): templates say `_("…")` / `{% trans %}` and see `language`.
+
+    `env` is another environment to load `kind` from (a list's own folder in a sandbox);
+    by default the built-in templates/email/.
+    """
+    env = localized(env or email_env(), language)
     subject = env.get_template(f"{kind}/subject.txt").render(context)
     text = env.get_template(f"{kind}/body.txt").render(context)
     html = env.get_template(f"{kind}/body.html").render(context)

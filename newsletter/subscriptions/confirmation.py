@@ -32,8 +32,10 @@ def confirmation_email(
         "requested_ip": sub.consent_ip,
         "ttl_days": settings.confirm_ttl_days,
         "postal_address": settings.postal_address,
+        "preferences_url": None,
     }
-    rendered = render_email("confirm", context)
+    # In the language the reader signed up with (Accept-Language or the page's choice).
+    rendered = render_email("confirm", context, language=subscriber.language)
     return build_message(
         sender=settings.sender,
         to=address(subscriber.email, subscriber.name),

@@ -7,10 +7,12 @@ import hashlib
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from newsletter import i18n
 from newsletter.config import get_settings
 from newsletter.templating import web_env
 
@@ -42,15 +44,75 @@ def secure_with_inline_scripts(response: HTMLResponse) -> HTMLResponse:
     return secure(response, _INLINE_SCRIPT.findall(bytes(response.body).decode()))
 
 
-def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+LANG_PARAM = "lang"
+
+
+def page_language(request: Request, reader_language: str | None = None) -> str:
+    """The language of a public page: one the visitor chose with ?lang=, else the reader's
+    own (token pages), else the browser's Accept-Language, else the default."""
     settings = get_settings()
-    html = (
-        web_env()
-        .get_template(template)
-        .render(request=request, base_url=settings.base_url, embedded=settings.embedded, **context)
+    return (
+        i18n.supported(request.query_params.get(LANG_PARAM), settings)
+        or i18n.supported(reader_language, settings)
+        or i18n.negotiate(request.headers.get("accept-language"), settings)
     )
-    return secure(HTMLResponse(html, status_code=status))
 
 
-def error_page(request: Request, status: int, title: str, message: str) -> HTMLResponse:
-    return page(request, "error.html", status=status, title=title, message=message)
+def language_links(request: Request, current: str) -> list[dict[str, str]]:
+    """Links to this page in the other offered languages (?lang=xx, other query kept)."""
+    links = []
+    for code in get_settings().language_codes:
+        if code == current:
+            continue
+        query = urlencode(
+            [
+                *((k, v) for k, v in request.query_params.multi_items() if k != LANG_PARAM),
+                (LANG_PARAM, code),
+            ]
+        )
+        links.append(
+            {"code": code, "label": i18n.language_name(code), "href": f"{request.url.path}?{query}"}
+        )
+    return links
+
+
+def page(
+    request: Request,
+    template: str,
+    status: int = 200,
+    *,
+    language: str | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """A public page in `language` (by default page_language: ?lang=, Accept-Language)."""
+    settings = get_settings()
+    code = i18n.choose(language) if language else page_language(request)
+    html = (
+        i18n.localized(web_env(), code)
+        .get_template(template)
+        .render(
+            request=request,
+            base_url=settings.base_url,
+            embedded=settings.embedded,
+            language_links=language_links(request, code),
+            **context,
+        )
+    )
+    response = HTMLResponse(html, status_code=status)
+    response.headers["Content-Language"] = code
+    return secure(response)
+
+
+def error_page(
+    request: Request, status: int, title: str, message: str, *, language: str | None = None
+) -> HTMLResponse:
+    """An error page; `title` and `message` are looked up in the page's catalogue."""
+    code = i18n.choose(language) if language else page_language(request)
+    return page(
+        request,
+        "error.html",
+        status=status,
+        language=code,
+        title=i18n.tr(code, title),
+        message=i18n.tr(code, message),
+    )
