@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     # list's sunset has to answer (a click or "Keep me subscribed") before they are
     # unsubscribed with the reason "sunset".
     sunset_grace_days: int = Field(14, ge=1, le=365)
+    # Outgoing webhooks (newsletter/webhooks/): how often beat posts the due deliveries.
+    webhook_sweep_seconds: float = Field(15.0, gt=0)
 
     @field_validator("smtp_url")
     @classmethod

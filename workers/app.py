@@ -63,8 +63,8 @@ def make_celery(settings: Settings) -> Celery:
             # Outgoing webhooks (newsletter/webhooks/): the due rows of the outbox.
             "deliver-webhooks": {
                 "task": "workers.tasks.deliver_webhooks",
-                "schedule": timedelta(seconds=15),
-                "options": {"expires": 15},
+                "schedule": timedelta(seconds=settings.webhook_sweep_seconds),
+                "options": {"expires": settings.webhook_sweep_seconds},
             },
             # Engagement (newsletter/engagement/sunset.py): "still want this?" and its end.
             "sunset-sweep": {

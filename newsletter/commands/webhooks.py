@@ -81,7 +81,10 @@ def webhooks_log(endpoint_id: int, limit: int, as_json: bool) -> None:
         click.echo("no deliveries yet")
     for r in rows:
         code = r["last_code"] if r["last_code"] is not None else "-"
-        error = f"  {r['last_error']}" if r["last_error"] else ""
+        error = ""
+        if r["last_error"]:
+            said = "earlier: " if r["status"] == "delivered" else ""
+            error = f"  ({said}{r['last_error']})"
         click.echo(
             f"{r['created_at']}  {r['type']}  {r['event_id']}  {r['status']}  "
             f"attempts {r['attempts']}  code {code}{error}"

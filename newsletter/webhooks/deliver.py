@@ -109,8 +109,8 @@ def _claim(session: Session, row_id: int, seen: datetime | None, now: datetime) 
 def _record(session: Session, row_id: int, attempts: int, outcome: Outcome, now: datetime) -> str:
     values: dict[str, object] = {"attempts": attempts, "last_code": outcome.code}
     if outcome.delivered:
+        # last_error stays: the log shows what the earlier attempts met.
         values |= {"status": "delivered", "delivered_at": now, "next_attempt_at": None}
-        values["last_error"] = None
     else:
         delay = retry_delay(attempts)
         values["last_error"] = (outcome.error or "")[:ERROR_CHARS]
