@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+from datetime import UTC, datetime
 from typing import Any
 
 from celery.signals import worker_process_init, worker_ready
@@ -165,8 +166,21 @@ def send_tick() -> int:
 
     started = run_due_schedules(get_settings(), enqueue_ranges)
     started += start_due(get_settings(), enqueue_ranges)  # sends scheduled for a time
+    wake_local_sends()
     recover_sends()
     return started
+
+
+def wake_local_sends(now: datetime | None = None) -> int:
+    """Rows of local-time sends whose time came (sending/localtime.py): enqueued once."""
+    from newsletter.sending.localtime import wake_due
+
+    with session_scope() as session:
+        found = wake_due(session, get_settings().send_batch_size, now or datetime.now(UTC))
+    for digest_id, ranges in found:
+        for lo, hi in ranges:
+            send_batch.delay(digest_id, lo, hi)
+    return sum(len(r) for _, r in found)
 
 
 @app.task
@@ -296,9 +310,9 @@ def refresh_stats() -> list[str]:
 
 @app.task(soft_time_limit=60, time_limit=90, expires=60)
 def deliver_webhooks() -> dict[str, int]:
-    """Beat, every 15 s, and nudged by DeliverWebhooks: post the due webhook deliveries
-    (newsletter/webhooks/deliver.py). Short and bounded: a dead endpoint costs one
-    5-second timeout per sweep, and no send ever waits for this task."""
+    """Beat (every WEBHOOK_SWEEP_SECONDS) and the DeliverWebhooks nudge: post the due
+    webhook deliveries (newsletter/webhooks/deliver.py). Short and bounded: a dead
+    endpoint costs one 5-second timeout per sweep, and no send ever waits for this."""
     from newsletter.webhooks.deliver import deliver_due
 
     return deliver_due(session_scope, get_settings())

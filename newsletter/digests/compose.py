@@ -24,10 +24,11 @@ MAX_SELECTED = 500
 
 
 def previous_digest(session: Session, mailing_list: MailingList) -> Digest | None:
-    """The newest digest of the list that consumed its stories."""
+    """The newest digest of the list that consumed its stories (a weekly round-up
+    gathers stories already sent: it consumes none)."""
     return session.scalar(
         select(Digest)
-        .where(Digest.list_id == mailing_list.id, carry.consuming())
+        .where(Digest.list_id == mailing_list.id, Digest.frequency.is_(None), carry.consuming())
         .order_by(Digest.created_at.desc(), Digest.id.desc())
         .limit(1)
     )

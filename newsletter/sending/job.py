@@ -21,9 +21,11 @@ list is ever held in memory, here or in a worker.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, insert, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -34,13 +36,15 @@ from newsletter.models import (
     DeliveryStatus,
     Digest,
     DigestStatus,
+    MailingList,
+    Segment,
     Subscriber,
     SubscriberStatus,
     Subscription,
     SubscriptionStatus,
     utcnow,
 )
-from newsletter.sending import lifecycle
+from newsletter.sending import lifecycle, localtime
 from newsletter.sending.lifecycle import OPEN, Event, IllegalTransition, PausedBy, rowcount
 
 Range = tuple[int, int]
@@ -56,23 +60,65 @@ __all__ = [
 _COLUMNS = ["digest_id", "subscriber_id", "status", "attempts", "variant"]
 
 
+@dataclass(frozen=True)
+class Audience:
+    """Who of the list a digest goes to, beyond the rule every send keeps: a segment's
+    condition, the readers of one frequency, and each row's due time at local time."""
+
+    segment: ColumnElement[bool] | None = None
+    frequency: str | None = None
+    due: ColumnElement[Any] | None = None
+
+
+def audience_of(
+    session: Session, settings: Settings, digest: Digest, now: datetime | None = None
+) -> Audience:
+    """The digest's segment (compiled now: relative dates count from the send), its
+    frequency (the round-up to "weekly" readers; every edition to "every" readers when
+    the list offers a round-up, else to all) and its local time."""
+    mlist = session.get(MailingList, digest.list_id)
+    assert mlist is not None
+    now = now or utcnow()
+    segment = None
+    if digest.segment_id is not None:
+        from newsletter.segments.actions import condition
+
+        found = session.get(Segment, digest.segment_id)
+        if found is not None:
+            segment = condition(session, settings, found, now=now)
+    if digest.frequency == "weekly":
+        frequency: str | None = "weekly"
+    else:
+        frequency = "every" if mlist.weekly else None
+    due = localtime.due_column(session, digest, mlist, now) if digest.local_time else None
+    return Audience(segment, frequency, due)
+
+
 def _recipients(
-    session: Session, digest_id: int, list_id: int, links: list[carry.Link]
-) -> Select[int, int, str, int, int]:
+    session: Session,
+    digest_id: int,
+    list_id: int,
+    links: list[carry.Link],
+    audience: Audience = Audience(),
+) -> Select[Any]:
     """Who gets a digest: a confirmed subscription and an active address (bounced,
     complained and suppressed people are never selected), each with the variant that
     leaves out what a send cancelled part-way gave them already (digests/carry.py);
     someone whose variant has no story left is not selected. One query for both steps,
-    so the two can never disagree about who is on the list."""
+    so the two can never disagree about who is on the list. The audience narrows it
+    (never widens it) and, at local time, adds each row's due time as a last column."""
     variant = carry.variant_of_reader(links, Subscription.subscriber_id)
+    columns: list[Any] = [
+        literal(digest_id),
+        Subscription.subscriber_id,
+        literal(DeliveryStatus.queued.value),
+        literal(0),
+        variant,
+    ]
+    if audience.due is not None:
+        columns.append(audience.due)
     query = (
-        select(
-            literal(digest_id),
-            Subscription.subscriber_id,
-            literal(DeliveryStatus.queued.value),
-            literal(0),
-            variant,
-        )
+        select(*columns)
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
         .where(
             Subscription.list_id == list_id,
@@ -81,6 +127,10 @@ def _recipients(
         )
         .order_by(Subscription.subscriber_id)
     )
+    if audience.segment is not None:
+        query = query.where(audience.segment)
+    if audience.frequency is not None:
+        query = query.where(Subscription.frequency == audience.frequency)
     if links:
         numbers = carry.variant_numbers(session, digest_id)
         if len(numbers) <= len(links):
@@ -88,17 +138,31 @@ def _recipients(
     return query
 
 
-def start_send(session: Session, settings: Settings, digest: Digest) -> list[Range]:
+def _columns(audience: Audience) -> list[str]:
+    return [*_COLUMNS, "next_attempt_at"] if audience.due is not None else _COLUMNS
+
+
+def start_send(
+    session: Session, settings: Settings, digest: Digest, now: datetime | None = None
+) -> list[Range]:
     """Write the first chunk of the ledger and mark the digest sending; return its ranges.
 
     The caller commits, then passes the ranges to workers.tasks.enqueue_ranges, which also
-    queues `complete_ledger` when `digest.ledger_complete` is false.
+    queues `complete_ledger` when `digest.ledger_complete` is false. A list with a local
+    time gives the digest its local time here; its rows not due yet at `now` are not in
+    the ranges (beat's send tick wakes them, localtime.wake_due).
     """
     if not lifecycle.allows(digest.status, Event.start):
         raise _not_a_draft(digest)
+    now = now or utcnow()
+    mlist = session.get(MailingList, digest.list_id)
+    if mlist is not None and mlist.local_time and digest.local_time is None:
+        digest.local_time = mlist.local_time
+        session.flush()
     chunk = settings.send_first_chunk
-    recipients = _recipients(session, digest.id, digest.list_id, carry.links_of(digest))
-    session.execute(insert(Delivery).from_select(_COLUMNS, recipients.limit(chunk)))
+    audience = audience_of(session, settings, digest, now)
+    recipients = _recipients(session, digest.id, digest.list_id, carry.links_of(digest), audience)
+    session.execute(insert(Delivery).from_select(_columns(audience), recipients.limit(chunk)))
     # Is anyone left? One indexed probe past the last one written (the driver's rowcount
     # for INSERT … SELECT is not reliable: -1 on psycopg here).
     last = select(func.max(Delivery.subscriber_id)).where(Delivery.digest_id == digest.id)
@@ -112,7 +176,12 @@ def start_send(session: Session, settings: Settings, digest: Digest) -> list[Ran
     )
     if not lifecycle.start(session, digest.id, ledger_complete=not more):
         raise _not_a_draft(digest)  # another process started it meanwhile
-    ranges = list(open_ranges(session, digest.id, settings.send_batch_size))
+    if audience.due is not None:
+        ranges = localtime.wake_digest(session, digest.id, settings.send_batch_size, now)
+        if not ranges and localtime.waiting(session, digest.id, now):
+            return ranges  # every reader's time is still to come
+    else:
+        ranges = list(open_ranges(session, digest.id, settings.send_batch_size))
     if not ranges:
         lifecycle.finish_if_done(session, digest.id)  # nobody to send to
     return ranges
@@ -123,7 +192,9 @@ def _not_a_draft(digest: Digest) -> IllegalTransition:
     return IllegalTransition(digest.status, Event.start, message, field="digest")
 
 
-def complete_ledger(session: Session, settings: Settings, digest_id: int) -> list[Range]:
+def complete_ledger(
+    session: Session, settings: Settings, digest_id: int, now: datetime | None = None
+) -> list[Range]:
     """Write the recipients `start_send` left out; return the ranges to enqueue.
 
     Owns its transaction: when there is nothing to do it rolls `session` back. ON
@@ -147,11 +218,15 @@ def complete_ledger(session: Session, settings: Settings, digest_id: int) -> lis
     before = session.scalar(select(func.max(Delivery.id)).where(Delivery.digest_id == digest_id))
     dialect = session.get_bind().dialect.name
     upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    now = now or utcnow()
+    digest = session.get(Digest, digest_id)
+    assert digest is not None
+    audience = audience_of(session, settings, digest, now)
     session.execute(
         upsert(Delivery)
         .from_select(
-            _COLUMNS,
-            _recipients(session, digest_id, found.list_id, carry.links_from(found.carry)),
+            _columns(audience),
+            _recipients(session, digest_id, found.list_id, carry.links_from(found.carry), audience),
         )
         .on_conflict_do_nothing(index_elements=["digest_id", "subscriber_id"])
     )
@@ -170,7 +245,13 @@ def complete_ledger(session: Session, settings: Settings, digest_id: int) -> lis
         return []
     if claimed != DigestStatus.sending:
         return []
-    ranges = list(open_ranges(session, digest_id, settings.send_batch_size, after=before))
+    if audience.due is not None:
+        size = settings.send_batch_size
+        ranges = localtime.wake_digest(session, digest_id, size, now, after=before)
+        if not ranges and localtime.waiting(session, digest_id, now):
+            return ranges
+    else:
+        ranges = list(open_ranges(session, digest_id, settings.send_batch_size, after=before))
     if not ranges:
         # Nobody new (they left the list meanwhile): if the first chunk's batches are
         # done, none of them could finish the send while its ledger was incomplete.
@@ -179,15 +260,28 @@ def complete_ledger(session: Session, settings: Settings, digest_id: int) -> lis
 
 
 def open_ranges(
-    session: Session, digest_id: int, size: int, after: int | None = None
+    session: Session,
+    digest_id: int,
+    size: int,
+    after: int | None = None,
+    due_at: datetime | None = None,
 ) -> Iterator[Range]:
     """Id ranges covering every delivery of the send that is not final yet (only those
-    with an id above `after`, when given: the rows a step just wrote)."""
+    with an id above `after`, when given: the rows a step just wrote; with `due_at`,
+    leaving out queued rows whose local time comes later)."""
     query = select(func.min(Delivery.id), func.max(Delivery.id)).where(
         Delivery.digest_id == digest_id, Delivery.status.in_(OPEN)
     )
     if after is not None:
         query = query.where(Delivery.id > after)
+    if due_at is not None:
+        query = query.where(
+            or_(
+                Delivery.status != DeliveryStatus.queued,
+                Delivery.next_attempt_at.is_(None),
+                Delivery.next_attempt_at <= due_at,
+            )
+        )
     lo, hi = session.execute(query).one()
     if lo is None:
         return
@@ -245,7 +339,22 @@ def recover_stalled(
                 session, digest.id
             ):
                 continue
-            ranges = list(open_ranges(session, digest.id, settings.send_batch_size))
+            ranges = list(
+                open_ranges(
+                    session,
+                    digest.id,
+                    settings.send_batch_size,
+                    due_at=now if digest.local_time else None,
+                )
+            )
+            if (
+                not ranges
+                and digest.ledger_complete
+                and digest.local_time
+                and localtime.waiting(session, digest.id, now)
+            ):
+                continue  # not stalled: it waits for later time zones
+
             if digest.status == DigestStatus.paused:
                 if ranges:
                     ranges = ranges[:1]  # one probe of the SMTP server is enough

@@ -12,6 +12,12 @@ A scheduled send passes the same preflight as `digest send` (newsletter/prefligh
 when a check blocks, the period's digest is composed but stays a draft, the reason is
 kept on it (`digest list` shows it) and logged, and it is not tried again by itself;
 the operator fixes the cause and sends it by hand (`digest send --digest ID`).
+
+A list with a `local_time` starts each period early enough for the first time zone
+(UTC+14) to get it at its own local time (sending/localtime.py); its ledger rows wait
+until each reader's time. A list with `weekly` (a cron) also composes a round-up at that
+time: the stories of the digests sent in the past week, period key "weekly:<key>",
+Digest.frequency "weekly", for the readers who chose it (job.audience_of).
 """
 
 from __future__ import annotations
@@ -22,14 +28,14 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
-from newsletter.models import Digest, MailingList
-from newsletter.sending import lifecycle
+from newsletter.models import Digest, DigestStatus, MailingList, Story
+from newsletter.sending import lifecycle, localtime
 from newsletter.sending.job import Range, start_send
 
 log = logging.getLogger(__name__)
@@ -50,26 +56,35 @@ def run_due_schedules(settings: Settings, enqueue: Enqueue, now: datetime | None
     window = timedelta(minutes=settings.schedule_window_minutes)
     with session_scope() as session:
         lists = session.execute(
-            select(MailingList.id, MailingList.schedule, MailingList.timezone).where(
-                MailingList.schedule.is_not(None)
-            )
+            select(
+                MailingList.id,
+                MailingList.schedule,
+                MailingList.timezone,
+                MailingList.local_time,
+                MailingList.weekly,
+            ).where(or_(MailingList.schedule.is_not(None), MailingList.weekly.is_not(None)))
         ).all()
     started = 0
-    for list_id, schedule, timezone in lists:
-        if schedule is None:
-            continue  # the query excludes these; this tells the type checker
-        try:
-            key, due = due_period(schedule, timezone, now)
-        except (ValueError, KeyError):
-            log.warning("list %s has a bad schedule %r", list_id, schedule)
-            continue
-        if now - due > window:
-            continue  # missed while down: not sent late
-        ranges = _start_period(settings, list_id, key, now)
-        if ranges is not None:
-            digest_id, batch = ranges
-            enqueue(digest_id, batch)
-            started += 1
+    for list_id, schedule, timezone, local_time, weekly in lists:
+        for cron, weekly_one in ((schedule, False), (weekly, True)):
+            if cron is None:
+                continue
+            # A local-time period starts when its local time comes in UTC+14.
+            ahead = localtime.lead(timezone, now) if local_time else timedelta()
+            try:
+                key, due = due_period(cron, timezone, now + ahead)
+            except (ValueError, KeyError):
+                log.warning("list %s has a bad schedule %r", list_id, cron)
+                continue
+            if now + ahead - due > window:
+                continue  # missed while down: not sent late
+            if weekly_one:
+                key = f"weekly:{key}"
+            ranges = _start_period(settings, list_id, key, now, weekly=weekly_one)
+            if ranges is not None:
+                digest_id, batch = ranges
+                enqueue(digest_id, batch)
+                started += 1
     return started
 
 
@@ -88,8 +103,57 @@ def _preflight_blocks(
     return f"preflight blocked the scheduled send: {first.check}: {first.detail}{more}"
 
 
+def compose_roundup(
+    session: Session, settings: Settings, mlist: MailingList, now: datetime, key: str
+) -> Digest | None:
+    """The weekly round-up: the stories of the list's every-edition digests sent in the
+    seven days before `now`, in the order they went out, or None when there were none.
+    It uses no stories up (every-edition digests ignore it, compose.previous_digest)."""
+    from newsletter.digests.compose import MAX_SELECTED
+    from newsletter.digests.render import render_digest
+
+    sent = session.scalars(
+        select(Digest)
+        .where(
+            Digest.list_id == mlist.id,
+            Digest.frequency.is_(None),
+            Digest.status.in_((DigestStatus.sending, DigestStatus.sent, DigestStatus.paused)),
+            Digest.started_at > now - timedelta(days=7),
+            Digest.started_at <= now,
+        )
+        .order_by(Digest.started_at, Digest.id)
+    ).all()
+    ids: list[int] = []
+    for d in sent:
+        ids.extend(i for i in d.story_ids or [] if i not in ids)
+    ids = ids[:MAX_SELECTED]
+    if not ids:
+        return None
+    by_id = {s.id: s for s in session.scalars(select(Story).where(Story.id.in_(ids)))}
+    stories = [by_id[i] for i in ids if i in by_id]
+    if not stories:
+        return None
+    digest = Digest(
+        list_id=mlist.id,
+        subject="",
+        status=DigestStatus.draft,
+        period_key=key,
+        frequency="weekly",
+        created_at=now,
+        story_ids=[s.id for s in stories],
+        carry=[],
+    )
+    session.add(digest)
+    session.flush()
+    composed = render_digest(settings, mlist, stories, now=now, digest_id=digest.id)
+    digest.subject = composed.subject
+    digest.html = composed.html
+    digest.text = composed.text
+    return digest
+
+
 def _start_period(
-    settings: Settings, list_id: int, key: str, now: datetime
+    settings: Settings, list_id: int, key: str, now: datetime, *, weekly: bool = False
 ) -> tuple[int, list[Range]] | None:
     from newsletter.digests.compose import compose_digest
 
@@ -102,7 +166,10 @@ def _start_period(
                 return None
             mlist = session.get(MailingList, list_id)
             assert mlist is not None
-            digest = compose_digest(session, settings, mlist, now=now, period_key=key)
+            if weekly:
+                digest = compose_roundup(session, settings, mlist, now, key)
+            else:
+                digest = compose_digest(session, settings, mlist, now=now, period_key=key)
             if digest is None:
                 return None
             digest.period_key = key
