@@ -176,6 +176,19 @@ def digest_preflight(list_slug: str, digest_id: int | None, as_json: bool) -> No
 @digest.command("send")
 @click.option("--list", "list_slug", required=True)
 @click.option("--digest", "digest_id", type=int, default=None, help="Default: newest draft.")
+@click.option(
+    "--segment",
+    "segment",
+    default=None,
+    help="Only the list's readers in this segment (`newsletter segments list`).",
+)
+@click.option(
+    "--at",
+    "send_at",
+    default=None,
+    help="Send later: ISO 8601 date and time (without an offset: the list's time zone); "
+    "`newsletter sends unschedule ID` calls it off.",
+)
 @click.option("--wait", is_flag=True, help="Stay until the send ends, with a progress bar.")
 @click.option(
     "--skip-preflight",
@@ -185,13 +198,22 @@ def digest_preflight(list_slug: str, digest_id: int | None, as_json: bool) -> No
 @click.option("--json", "as_json", is_flag=True)
 @handled
 def digest_send(
-    list_slug: str, digest_id: int | None, wait: bool, skip_preflight: bool, as_json: bool
+    list_slug: str,
+    digest_id: int | None,
+    segment: str | None,
+    send_at: str | None,
+    wait: bool,
+    skip_preflight: bool,
+    as_json: bool,
 ) -> None:
-    """Send a digest to every confirmed subscriber of the list.
+    """Send a digest to every confirmed subscriber of the list (or of one segment of it
+    with --segment), now or at a time (--at).
 
     The preflight runs first: when a finding blocks, nothing is sent, the findings are
     shown and the command exits 1; fix them, or pass --skip-preflight to send anyway.
     """
+    if send_at is not None and wait:
+        raise InputError("--wait and --at do not go together: a send at a time starts later")
     if not skip_preflight:
         report = perform(preflights.preflight, list_slug, digest_id)
         if report.blocked:
@@ -209,7 +231,14 @@ def digest_send(
                 f"`newsletter digest preflight --list {list_slug}` shows them",
                 err=True,
             )
-    st = perform(sending.send, list_slug, digest_id)
+    if send_at is not None:
+        st = perform(sending.schedule, list_slug, digest_id, send_at, segment)
+        if as_json:
+            emit_json(st)
+        else:
+            click.echo(f"send {st['id']} scheduled for {st.get('send_at') or send_at}")
+        return
+    st = perform(sending.send, list_slug, digest_id, segment)
     if wait:
         st = _wait(st["id"], as_json)
     else:

@@ -111,3 +111,13 @@ def sends_approve(send_id: int, by: str, as_json: bool) -> None:
 def sends_reject(send_id: int, as_json: bool) -> None:
     """Refuse a send awaiting approval: its digest goes back to draft."""
     _steer(actions.reject, send_id, as_json)
+
+
+@sends.command("unschedule")
+@click.argument("send_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@handled
+def sends_unschedule(send_id: int, as_json: bool) -> None:
+    """Call off a send scheduled for a time (`digest send --at`): its digest is a draft
+    again."""
+    _steer(actions.unschedule, send_id, as_json)

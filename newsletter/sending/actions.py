@@ -21,6 +21,7 @@ from newsletter.models import (
     Digest,
     DigestStatus,
     MailingList,
+    Segment,
     Subscriber,
     SubscriberStatus,
     Subscription,
@@ -81,27 +82,72 @@ def has_readers(session: Session, list_id: int) -> bool:
     return found is not None
 
 
-@audit.audited("sends.send", lambda list_slug, digest_id=None: f"list {list_slug}")
-def send(
-    session: Session, settings: Settings, list_slug: str, digest_id: int | None = None
-) -> Done[Status]:
-    """Start sending a digest to every confirmed subscriber of the list (with
-    NEWSLETTER_SEND_APPROVAL on: ask for it, the send waiting as awaiting_approval).
+def _segment(
+    session: Session, settings: Settings, mlist: MailingList, slug: str | None
+) -> Segment | None:
+    """The segment a send targets (of the same list), refused when it selects nobody."""
+    if not slug:
+        return None
+    from newsletter.segments.actions import count_readers, find_segment
 
-    A list nobody would receive is refused before a digest is picked or composed, so it
-    uses no stories up (a send to no one would count as sent and consume them).
+    segment = find_segment(session, slug)
+    if segment.list_id != mlist.id:
+        raise Conflict("segment", f"segment {slug!r} is not a segment of list {mlist.slug}")
+    if count_readers(session, settings, segment) == 0:
+        raise Conflict(
+            "segment", f"segment {slug!r} selects no confirmed subscribers; nothing was sent"
+        )
+    return segment
+
+
+def _target(digest: Digest, segment: Segment | None) -> None:
+    """Who the digest goes to is what this send asked, not what an earlier one did."""
+    digest.segment_id = segment.id if segment is not None else None
+
+
+def _audit_send(list_slug: str, digest_id: int | None = None, segment: str | None = None) -> str:
+    return f"list {list_slug}" + (f" segment {segment}" if segment else "")
+
+
+@audit.audited("sends.send", _audit_send)
+def send(
+    session: Session,
+    settings: Settings,
+    list_slug: str,
+    digest_id: int | None = None,
+    segment: str | None = None,
+) -> Done[Status]:
+    """Start sending a digest to every confirmed subscriber of the list, or of one of
+    its segments (with NEWSLETTER_SEND_APPROVAL on: ask for it, the send waiting as
+    awaiting_approval).
+
+    A list (or segment) nobody would receive is refused before a digest is picked or
+    composed, so it uses no stories up (a send to no one would count as sent and
+    consume them).
     """
     mlist = find_list(session, list_slug)
     if not has_readers(session, mlist.id):
         raise Conflict(
             "list", f"{list_slug}: no confirmed subscribers to send to; nothing was sent"
         )
+    target = _segment(session, settings, mlist, segment)
     digest = pick_digest(session, settings, mlist, digest_id)
+    _target(digest, target)
     if settings.send_approval:
         approval.request(session, digest)
-        return Done(control.send_status(session, digest))
+        return Done(_with_target(session, digest, target))
     ranges = start_send(session, settings, digest)
-    return Done(control.send_status(session, digest), _batches(digest.id, ranges))
+    return Done(_with_target(session, digest, target), _batches(digest.id, ranges))
+
+
+def _with_target(session: Session, digest: Digest, segment: Segment | None) -> Status:
+    """The send's status, with its segment and scheduled time when it has them."""
+    out = control.send_status(session, digest)
+    if segment is not None:
+        out["segment"] = segment.slug
+    if digest.send_at is not None and digest.status == DigestStatus.scheduled:
+        out["send_at"] = digest.send_at.isoformat()
+    return out
 
 
 @audit.audited("sends.approve", lambda send_id, by=None: f"send {send_id}")
@@ -175,19 +221,30 @@ def retry_failed(session: Session, settings: Settings, send_id: int) -> Done[Sta
 
 
 @audit.audited(
-    "sends.schedule", lambda list_slug, digest_id, send_at: f"digest {digest_id} at {send_at}"
+    "sends.schedule",
+    lambda list_slug, digest_id, send_at, segment=None: (
+        f"digest {digest_id} at {send_at}" + (f" segment {segment}" if segment else "")
+    ),
 )
 def schedule(
-    session: Session, settings: Settings, list_slug: str, digest_id: int, send_at: str
+    session: Session,
+    settings: Settings,
+    list_slug: str,
+    digest_id: int | None,
+    send_at: str,
+    segment: str | None = None,
 ) -> Done[Status]:
     """Send a draft at a chosen time (`send_at`: ISO 8601; without an offset, in the
-    list's time zone); beat starts it then (sending/later.py)."""
+    list's time zone), to the list or one of its segments; beat starts it then
+    (sending/later.py). Without a digest id: the newest draft, else a fresh one."""
     mlist = find_list(session, list_slug)
     if not has_readers(session, mlist.id):
         raise Conflict("list", f"{list_slug}: no confirmed subscribers to send to")
+    target = _segment(session, settings, mlist, segment)
     digest = pick_digest(session, settings, mlist, digest_id)
+    _target(digest, target)
     later.schedule(session, digest, later.local_time(send_at, mlist.timezone), audit.current().name)
-    return Done(control.send_status(session, digest))
+    return Done(_with_target(session, digest, target))
 
 
 @audit.audited("sends.unschedule", lambda send_id: f"send {send_id}")

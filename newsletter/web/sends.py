@@ -29,6 +29,15 @@ class SendIn(BaseModel):
     skip_preflight: bool = Field(
         False, description="Send even when the preflight finds something that blocks."
     )
+    segment: str | None = Field(
+        None, min_length=1, max_length=64, description="Only the readers of this segment."
+    )
+    send_at: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        description="Send later: ISO 8601 (without an offset: the list's time zone).",
+    )
 
 
 @router.get("")
@@ -38,7 +47,8 @@ def get_sends() -> list[dict[str, Any]]:
 
 @router.post("", status_code=201)
 def post_send(body: SendIn) -> dict[str, Any]:
-    """Send the given digest, else the list's newest draft, else a freshly composed one.
+    """Send the given digest, else the list's newest draft, else a freshly composed one,
+    to the list or one of its segments (`segment`), now or at `send_at`.
 
     The preflight (GET /api/lists/{slug}/preflight) runs first unless `skip_preflight`:
     when a finding blocks, nothing is sent and the answer is 409 with the report as detail.
@@ -47,7 +57,11 @@ def post_send(body: SendIn) -> dict[str, Any]:
         report = call(preflights.preflight, body.list, body.digest_id, invalid=409)
         if report.blocked:
             raise HTTPException(409, report.record())
-    return call(actions.send, body.list, body.digest_id, invalid=409)
+    if body.send_at is not None:
+        return call(
+            actions.schedule, body.list, body.digest_id, body.send_at, body.segment, invalid=409
+        )
+    return call(actions.send, body.list, body.digest_id, body.segment, invalid=409)
 
 
 @router.get("/{send_id}")
