@@ -15,11 +15,20 @@ readers are not in the ledger (sending/job.py), as they have everything already.
 "Reached" is a delivery that is `sent` or still `sending` (in flight when the send was
 cancelled or its worker died, so perhaps accepted): a reader may get a story late,
 never twice.
+
+Languages: a list whose readers use more than one language (Subscriber.language) and
+whose templates say something different in another language gets, per such language,
+the same variants again rendered in it (DigestVariant.language). With k links, the
+variants of language slot s (0: the default language, then each other language in the
+order of settings.language_codes) are numbered s·(k+1)+m, m = 0..k. A reader gets the
+base number of their language (the number of its row with m = 0; the default's when
+their language has no variant) plus their carry number m. A list with one language
+used has variant 0 and the carry variants only, as before languages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -102,8 +111,51 @@ def links_from(records: Sequence[dict[str, Any]] | None) -> list[Link]:
     return [Link(int(r["digest"]), [int(i) for i in r["story_ids"]]) for r in records or []]
 
 
-def variant_of_reader(links: Sequence[Link], subscriber_id: Any) -> ColumnElement[int]:
-    """The variant a reader gets: m for the newest link that reached them, else 0."""
+def variant_of_reader(
+    links: Sequence[Link],
+    subscriber_id: Any,
+    languages: Mapping[str, int] | None = None,
+    language: Any = None,
+) -> ColumnElement[int]:
+    """The variant a reader gets: m for the newest link that reached them, else 0, plus
+    the base number of the reader's language (`languages`, from `languages_of`;
+    `language` is the reader's language column, Subscriber.language)."""
+    carried = _carry_number(links, subscriber_id)
+    if not languages or language is None:
+        return carried
+    base = case(
+        *((language == code, literal(number)) for code, number in languages.items()),
+        else_=literal(0),
+    )
+    return base + carried if links else base
+
+
+def languages_of(session: Session, digest_id: int, links: Sequence[Link]) -> dict[str, int]:
+    """The digest's other languages, each with the number of its whole variant (m = 0);
+    empty for a digest in one language."""
+    step = len(links) + 1
+    rows = session.execute(
+        select(DigestVariant.language, DigestVariant.number).where(
+            DigestVariant.digest_id == digest_id, DigestVariant.language.is_not(None)
+        )
+    ).all()
+    return {lang: number for lang, number in rows if lang and number % step == 0}
+
+
+def kept_variants(session: Session, digest_id: int, links: Sequence[Link]) -> list[int] | None:
+    """The variant numbers a reader may have when some carry variant has no row (its
+    readers have every story already and are not sent to); None when none is missing."""
+    if not links:
+        return None
+    numbers = variant_numbers(session, digest_id)
+    step = len(links) + 1
+    slots = {n // step for n in numbers}
+    if len(numbers) == step * len(slots):
+        return None
+    return sorted(numbers)
+
+
+def _carry_number(links: Sequence[Link], subscriber_id: Any) -> ColumnElement[int]:
     if not links:
         return literal(0)
     whens = [
