@@ -19,6 +19,7 @@ from newsletter.web import admin, bounces_api, console, content, outbox, public,
 from newsletter.web import feeds as feeds_api
 from newsletter.web import media as media_files
 from newsletter.web import preflight as preflight_api
+from newsletter.web import segments_api as audience_segments
 from newsletter.web import tracking as engagement_tracking
 from newsletter.web import users_api as accounts_api
 from newsletter.web import webhooks_api as outgoing_webhooks
@@ -49,6 +50,7 @@ def create_app() -> FastAPI:
     app.include_router(media_files.router)
     app.include_router(preflight_api.router)
     app.include_router(accounts_api.router)
+    app.include_router(audience_segments.router)  # H2: /api/segments
     app.include_router(outgoing_webhooks.router)  # H4: /api/webhooks (outgoing)
     app.include_router(engagement_tracking.router)  # H5: /c/ clicks, /o/ pixel, /sunset/
     if settings.embedded:

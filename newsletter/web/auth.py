@@ -28,6 +28,7 @@ CHANGES: tuple[tuple[str, Capability], ...] = (
     ("/api/stories", Capability.stories),
     ("/api/feeds", Capability.stories),
     ("/api/lists", Capability.lists),
+    ("/api/segments", Capability.lists),
     ("/api/subscribers", Capability.subscribers),
     ("/api/bounces", Capability.subscribers),
     ("/api/webhooks", Capability.subscribers),  # outgoing webhooks: readers' addresses
