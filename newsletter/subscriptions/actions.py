@@ -169,8 +169,10 @@ def add_subscriber(
     list_slug: str,
     name: str = "",
     confirmed: bool = False,
+    attributes: dict[str, Any] | None = None,
 ) -> Done[dict[str, Any]]:
     """An operator adds one address; without --confirmed it gets the confirmation mail.
+    `attributes` (--attr) update the reader's (attributes.clean checks them).
 
     Refused (Conflict) for a reader who unsubscribed from the list, complained, bounced or
     was erased: only the reader's own sign-up and confirmation bring them back.
@@ -183,6 +185,7 @@ def add_subscriber(
         list_slug=list_slug,
         consent=ConsentRecord(source="admin"),
         confirmed=confirmed,
+        attributes=attributes,
     )
     if result.refusal is not None:
         raise Conflict("email", refusal_message(email, list_slug, result.refusal))
