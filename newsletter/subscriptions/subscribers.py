@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO
@@ -21,6 +21,8 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.subscriptions.addresses import clean_name, normalise_email
+from newsletter.subscriptions.attributes import MAX_KEYS, check_name
+from newsletter.subscriptions.attributes import clean as clean_attributes
 from newsletter.subscriptions.consent import (
     ConsentRecord,
     Outcome,
@@ -37,7 +39,8 @@ PROGRESS = 500
 def subscriber_records(
     session: Session, list_slug: str | None = None
 ) -> Iterator[dict[str, object]]:
-    """email, name, status and subscriptions (slug → state), ordered by id, in pages."""
+    """email, name, status, subscriptions (slug → state), attributes, language and time
+    zone, ordered by id, in pages."""
     list_id = find_list(session, list_slug).id if list_slug else None
     last_id = 0
     while True:
@@ -66,6 +69,9 @@ def subscriber_records(
                 "status": s.status,
                 "subscriptions": subs[s.id],
                 "created_at": s.created_at.isoformat(),
+                "attributes": dict(s.attributes or {}),
+                "language": s.language,
+                "timezone": s.timezone,
             }
         last_id = ids[-1]
         session.expunge_all()
@@ -104,7 +110,10 @@ def import_csv(
     first_line: int = 2,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Columns email,name. Rows with a bad address are reported, the rest imported.
+    """Columns email,name; `language` and `timezone` set the reader's own; any other
+    column is an attribute (its header a valid attribute name, checked before anything
+    is written; an empty cell sets nothing). Rows with a bad address or value are
+    reported, the rest imported.
 
     Without --confirmed every new address gets the confirmation mail (the caller sends it),
     which is what consent law expects of an imported list of unknown provenance.
@@ -118,8 +127,7 @@ def import_csv(
     """
     mlist = find_list(session, list_slug)
     reader = csv.DictReader(stream)
-    if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
-        raise InvalidInput("file", "The CSV needs a header row with an 'email' column.")
+    extra = attribute_columns(reader.fieldnames)
     report = ImportReport()
     seen: set[str] = set()
     for lineno, row in enumerate(reader, start=first_line):
@@ -127,7 +135,10 @@ def import_csv(
             progress(lineno - first_line)
         row = {(k or "").strip().lower(): (v or "") for k, v in row.items()}
         try:
+            # Empty cells set nothing; the values go through attributes.clean in subscribe.
+            attributes = {n: row[n] for n in extra if (row.get(n) or "").strip()}
             if dry_run:
+                clean_attributes(attributes, "file")
                 result = _would_subscribe(session, settings, mlist, row, confirmed, seen)
             else:
                 result = subscribe(
@@ -138,6 +149,9 @@ def import_csv(
                     list_slug=list_slug,
                     consent=ConsentRecord(source="import"),
                     confirmed=confirmed,
+                    attributes=attributes or None,
+                    language=row.get("language") or None,
+                    timezone=row.get("timezone") or None,
                 )
         except InvalidInput as exc:
             report.invalid.append(f"line {lineno}: {exc.message}")
@@ -153,6 +167,36 @@ def import_csv(
         else:
             report.unchanged += 1
     return report
+
+
+READER_COLUMNS = ("email", "name", "language", "timezone")
+
+
+def attribute_columns(fieldnames: Sequence[str] | None) -> list[str]:
+    """The columns that become attributes, or InvalidInput (field "file") naming the bad
+    header: before any row is read, so a bad file writes nothing."""
+    if not fieldnames:
+        raise InvalidInput("file", "The CSV needs a header row with an 'email' column.")
+    names = [(f or "").strip().lower() for f in fieldnames]
+    if "email" not in names:
+        raise InvalidInput("file", "The CSV needs a header row with an 'email' column.")
+    seen: set[str] = set()
+    extra: list[str] = []
+    for number, name in enumerate(names, start=1):
+        if name in seen:
+            raise InvalidInput("file", f"column {number}: {name!r} appears twice in the header.")
+        seen.add(name)
+        if name in READER_COLUMNS:
+            continue
+        if not name:
+            raise InvalidInput("file", f"column {number} has no name in the header row.")
+        try:
+            extra.append(check_name(name, "file"))
+        except InvalidInput as exc:
+            raise InvalidInput("file", f"column {number}: {exc.message}") from None
+    if len(extra) > MAX_KEYS:
+        raise InvalidInput("file", f"at most {MAX_KEYS} attribute columns.")
+    return extra
 
 
 def _would_subscribe(
