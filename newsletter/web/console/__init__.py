@@ -23,6 +23,7 @@ from newsletter.web.console import (
     stories,
     subscribers,
     users,
+    webhooks,
 )
 
 MODULES = (
@@ -36,6 +37,7 @@ MODULES = (
     bounces,
     audit_log,
     users,
+    webhooks,
 )
 
 
