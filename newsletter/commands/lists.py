@@ -85,15 +85,7 @@ def _options(
     weekly: str | None,
     form_fields: tuple[str, ...],
 ) -> lists.Options:
-    fields: list[dict[str, Any]] | None = None
-    if form_fields:
-        fields = []
-        for spec in form_fields:
-            if spec.strip().lower() == "none":
-                continue
-            required = spec.endswith("!")
-            name, _, label = spec.rstrip("!").partition(":")
-            fields.append({"name": name.strip(), "label": label or name, "required": required})
+    fields = lists.field_specs(form_fields) if form_fields else None
     return lists.Options(
         welcome=welcome,
         local_time=local_time,

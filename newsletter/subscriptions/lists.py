@@ -100,6 +100,22 @@ def _form_field(raw: Any) -> dict[str, Any]:
     return {"name": name, "label": label, "required": bool(raw.get("required", False))}
 
 
+def field_specs(specs: list[str] | tuple[str, ...]) -> list[dict[str, Any]]:
+    """Form fields written as `NAME[:LABEL][!]` ('!' required; 'none' or blank lines are
+    skipped): the syntax of `lists create --form-field` and of the console's list form."""
+    fields: list[dict[str, Any]] = []
+    for spec in specs:
+        spec = spec.strip()
+        if not spec or spec.lower() == "none":
+            continue
+        required = spec.endswith("!")
+        name, _, label = spec.rstrip("!").partition(":")
+        fields.append(
+            {"name": name.strip(), "label": label.strip() or name.strip(), "required": required}
+        )
+    return fields
+
+
 def create_list(
     session: Session,
     slug: str,

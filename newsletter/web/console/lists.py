@@ -12,7 +12,7 @@ from newsletter.accounts.roles import Capability
 from newsletter.accounts.sessions import Current
 from newsletter.db import session_scope
 from newsletter.stats import aggregates
-from newsletter.subscriptions import actions
+from newsletter.subscriptions import actions, lists
 from newsletter.web.console.core import ActionFailed, SignedIn, act, redirect, render, requires
 
 router = APIRouter()
@@ -62,6 +62,45 @@ def new_list_form(request: Request, current: Admin) -> HTMLResponse:
     return _form(request, {"slug": "", "name": "", "schedule": "", "timezone": "UTC"}, new=True)
 
 
+def _audience(
+    welcome: str,
+    local_time: str,
+    track_clicks: str,
+    track_opens: str,
+    sunset_after: str,
+    weekly: str,
+    form_fields: str,
+) -> tuple[lists.Options, dict[str, object]]:
+    """The form's audience options as lists.Options (every one given: an unticked box is
+    off), and as the record to show again when the form comes back with an error."""
+    try:
+        sunset = int(sunset_after.strip() or "0")
+    except ValueError:
+        raise ActionFailed(
+            422, "sunset after: a whole number of digests (0: never)", "sunset_after"
+        ) from None
+    fields = lists.field_specs(form_fields.splitlines()[:20])
+    options = lists.Options(
+        welcome=bool(welcome),
+        local_time=local_time.strip(),
+        track_clicks=bool(track_clicks),
+        track_opens=bool(track_opens),
+        sunset_after=sunset,
+        weekly=weekly.strip(),
+        form_fields=fields,
+    )
+    shown: dict[str, object] = {
+        "welcome": bool(welcome),
+        "local_time": local_time.strip(),
+        "track_clicks": bool(track_clicks),
+        "track_opens": bool(track_opens),
+        "sunset_after": sunset_after.strip(),
+        "weekly": weekly.strip(),
+        "form_fields_text": form_fields,
+    }
+    return options, shown
+
+
 @router.post("/lists/new", response_model=None)
 def create_list(
     request: Request,
@@ -70,6 +109,13 @@ def create_list(
     name: Text = "",
     schedule: Text = "",
     timezone: Text = "UTC",
+    welcome: Text = "",
+    local_time: Text = "",
+    track_clicks: Text = "",
+    track_opens: Text = "",
+    sunset_after: Text = "",
+    weekly: Text = "",
+    form_fields: Text = "",
 ) -> Response:
     record: dict[str, object] = {
         "slug": slug,
@@ -78,7 +124,18 @@ def create_list(
         "timezone": timezone,
     }
     try:
-        act(actions.create_list, slug.strip(), name, schedule.strip() or None, timezone.strip())
+        options, shown = _audience(
+            welcome, local_time, track_clicks, track_opens, sunset_after, weekly, form_fields
+        )
+        record.update(shown)
+        act(
+            actions.create_list,
+            slug.strip(),
+            name,
+            schedule.strip() or None,
+            timezone.strip(),
+            options=options,
+        )
     except ActionFailed as exc:
         return _form(
             request, record, new=True, error=exc.message, field=exc.field, status=exc.status
@@ -99,6 +156,13 @@ def update_list(
     name: Text = "",
     schedule: Text = "",
     timezone: Text = "UTC",
+    welcome: Text = "",
+    local_time: Text = "",
+    track_clicks: Text = "",
+    track_opens: Text = "",
+    sunset_after: Text = "",
+    weekly: Text = "",
+    form_fields: Text = "",
 ) -> Response:
     record: dict[str, object] = {
         "slug": slug,
@@ -107,6 +171,10 @@ def update_list(
         "timezone": timezone,
     }
     try:
+        options, shown = _audience(
+            welcome, local_time, track_clicks, track_opens, sunset_after, weekly, form_fields
+        )
+        record.update(shown)
         act(
             actions.update_list,
             slug,
@@ -114,6 +182,7 @@ def update_list(
             schedule=schedule.strip() or None,
             timezone=timezone.strip(),
             clear_schedule=not schedule.strip(),
+            options=options,
         )
     except ActionFailed as exc:
         return _form(
