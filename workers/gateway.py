@@ -15,7 +15,15 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings, get_settings
 from newsletter.db import session_scope
-from newsletter.effects import DeliverWebhooks, Done, Effect, SendBatches, SendConfirmation
+from newsletter.effects import (
+    DeliverWebhooks,
+    Done,
+    Effect,
+    SendBatches,
+    SendConfirmation,
+    SendPreferencesLink,
+    SendWelcome,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -26,7 +34,13 @@ class BrokerUnavailable(Exception):
 
 
 def dispatch(effects: Iterable[Effect]) -> None:
-    from workers.tasks import deliver_webhooks, enqueue_ranges, send_confirmation
+    from workers.tasks import (
+        deliver_webhooks,
+        enqueue_ranges,
+        send_confirmation,
+        send_preferences_link,
+        send_welcome,
+    )
 
     try:
         for effect in effects:
@@ -34,6 +48,10 @@ def dispatch(effects: Iterable[Effect]) -> None:
                 send_confirmation.delay(effect.subscription_id)
             elif isinstance(effect, SendBatches):
                 enqueue_ranges(effect.digest_id, list(effect.ranges))
+            elif isinstance(effect, SendWelcome):
+                send_welcome.delay(effect.subscription_id)
+            elif isinstance(effect, SendPreferencesLink):
+                send_preferences_link.delay(effect.subscriber_id, effect.language)
             elif isinstance(effect, DeliverWebhooks):
                 deliver_webhooks.delay()
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; one line for the operator

@@ -12,6 +12,7 @@ from celery.signals import worker_process_init, worker_ready
 from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.mail.smtp import SmtpTransport
+from newsletter.mail.system import Outgoing
 from newsletter.subscriptions.confirmation import confirmation_mail
 from newsletter.subscriptions.maintenance import purge_unconfirmed as purge
 from workers.app import app
@@ -56,6 +57,57 @@ def send_confirmation(self: Any, subscription_id: int) -> str:
             raise PermanentRefusal(f"{code} {reply!r}") from None
         raise
     return "sent"
+
+
+def _send_system(mail: Outgoing, what: str, ident: int) -> str:
+    """One system mail out through the worker's kept connection; a 5xx is final."""
+    try:
+        transport().send(mail.raw, mail.mail_from, [mail.rcpt_to])
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, reply = next(iter(exc.recipients.values()))
+        if code >= 500:
+            log.warning("%s %s refused for good: %s %s", what, ident, code, reply)
+            raise PermanentRefusal(f"{code} {reply!r}") from None
+        raise
+    return "sent"
+
+
+@app.task(
+    bind=True,
+    autoretry_for=(smtplib.SMTPException, OSError),
+    dont_autoretry_for=(PermanentRefusal,),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    max_retries=8,
+)
+def send_welcome(self: Any, subscription_id: int) -> str:
+    """A list's welcome after a confirmation (subscriptions/welcome.py)."""
+    from newsletter.subscriptions.welcome import welcome_mail
+
+    with session_scope() as session:
+        mail = welcome_mail(session, get_settings(), subscription_id)
+    if mail is None:
+        return "not due"
+    return _send_system(mail, "welcome", subscription_id)
+
+
+@app.task(
+    bind=True,
+    autoretry_for=(smtplib.SMTPException, OSError),
+    dont_autoretry_for=(PermanentRefusal,),
+    retry_backoff=5,
+    retry_backoff_max=600,
+    max_retries=3,
+)
+def send_preferences_link(self: Any, subscriber_id: int, language: str | None = None) -> str:
+    """The preference centre's hour-long link, asked for by address."""
+    from newsletter.subscriptions.preferences import link_email
+
+    with session_scope() as session:
+        mail = link_email(session, get_settings(), subscriber_id, language)
+    if mail is None:
+        return "no such reader"
+    return _send_system(mail, "preference link", subscriber_id)
 
 
 @app.task

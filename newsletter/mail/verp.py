@@ -35,10 +35,12 @@ PREFIX = "bounces"
 UNSUBSCRIBE_PREFIX = "unsubscribe"
 MAC_CHARS = 12  # 48 bits: forging one needs ~2**47 tries against a server that notices.
 _SIGNED = re.compile(rf"^(\d{{1,18}})-([0-9a-f]{{{MAC_CHARS}}})$")
-# Mail outside the ledger: a confirmation ("c" + subscription id) or a test send ("t" +
-# digest id). Its bounces are counted, never used to suppress anyone (verp_system).
-System = Literal["c", "t"]
-_SYSTEM = re.compile(rf"^([ct])(\d{{1,18}})-([0-9a-f]{{{MAC_CHARS}}})$")
+# Mail outside the ledger: a confirmation ("c" + subscription id), a test send ("t" +
+# digest id), a welcome ("w" + subscription id) or a preference link ("p" + subscriber
+# id). Its bounces are counted, never used to suppress anyone (verp_system).
+System = Literal["c", "t", "w", "p"]
+_SYSTEM = re.compile(rf"^([ctwp])(\d{{1,18}})-([0-9a-f]{{{MAC_CHARS}}})$")
+_KINDS: dict[str, System] = {"c": "c", "t": "t", "w": "w", "p": "p"}
 
 
 def _mac(delivery_id: int, secret: str) -> str:
@@ -126,7 +128,7 @@ def decode_system_verp(address: str, settings: Settings) -> tuple[System, int] |
     found = _SYSTEM.match(token.lower())
     if found is None:
         return None
-    kind: System = "c" if found.group(1) == "c" else "t"
+    kind: System = _KINDS[found.group(1)]
     ident = int(found.group(2))
     if not hmac.compare_digest(found.group(3), _system_mac(kind, ident, settings.secret)):
         return None

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from newsletter import audit
 from newsletter.config import Settings
-from newsletter.effects import Done, Effect, SendConfirmation
+from newsletter.effects import Done, Effect, SendConfirmation, SendWelcome
 from newsletter.errors import Conflict, InvalidInput, NotFound
 from newsletter.models import SubscriptionStatus
 from newsletter.subscriptions import lists
@@ -33,7 +33,11 @@ from newsletter.subscriptions.consent import (
 )
 from newsletter.subscriptions.erase import erase
 from newsletter.subscriptions.subscribers import ImportReport, import_csv, subscriber_records
-from newsletter.subscriptions.tokens import ConfirmClaim, make_unsubscribe_token
+from newsletter.subscriptions.tokens import (
+    ConfirmClaim,
+    make_preferences_token,
+    make_unsubscribe_token,
+)
 
 
 def refusal_message(email: str, list_slug: str, refusal: Refusal) -> str:
@@ -286,10 +290,17 @@ def erase_subscriber(session: Session, settings: Settings, email: str) -> Done[d
 # A reader's own links (confirm, unsubscribe): the pages show what these return ------------
 
 
-def list_choices(session: Session, settings: Settings) -> Done[list[dict[str, str]]]:
-    """The lists a reader can choose on the form, by name."""
+def list_choices(session: Session, settings: Settings) -> Done[list[dict[str, Any]]]:
+    """The lists a reader can choose on the form, by name, with their extra form fields."""
     return Done(
-        [{"slug": str(r["slug"]), "name": str(r["name"])} for r in lists.list_records(session)]
+        [
+            {
+                "slug": str(r["slug"]),
+                "name": str(r["name"]),
+                "form_fields": list(r.get("form_fields") or []),  # type: ignore[call-overload]
+            }
+            for r in lists.list_records(session)
+        ]
     )
 
 
@@ -302,6 +313,7 @@ def confirmation_view(session: Session, settings: Settings, token: str) -> Done[
             "email": sub.subscriber.email,
             "already": sub.status == SubscriptionStatus.confirmed,
             "token": token,
+            "language": sub.subscriber.language,
         }
     )
 
@@ -309,12 +321,17 @@ def confirmation_view(session: Session, settings: Settings, token: str) -> Done[
 def confirm_link(session: Session, settings: Settings, token: str) -> Done[dict[str, Any]]:
     """The reader's confirmation (the page's button)."""
     state, sub = confirm(session, settings, token)
+    # The welcome only on the click that confirmed: a second click sends nothing.
+    welcome = state is ConfirmState.confirmed and sub.mailing_list.welcome
     return Done(
         {
             "list_name": sub.mailing_list.name,
             "already": state is ConfirmState.already,
             "unsubscribe_token": make_unsubscribe_token(settings.secret, sub.id),
-        }
+            "preferences_token": make_preferences_token(settings.secret, sub.id),
+            "language": sub.subscriber.language,
+        },
+        (SendWelcome(sub.id),) if welcome else (),
     )
 
 
@@ -326,6 +343,7 @@ def unsubscribe_view(session: Session, settings: Settings, token: str) -> Done[d
             "list_name": sub.mailing_list.name,
             "token": token,
             "already": sub.status == SubscriptionStatus.unsubscribed,
+            "language": sub.subscriber.language,
         }
     )
 
@@ -333,4 +351,6 @@ def unsubscribe_view(session: Session, settings: Settings, token: str) -> Done[d
 def unsubscribe_link(session: Session, settings: Settings, token: str) -> Done[dict[str, Any]]:
     """The reader leaves the list: the page's button, RFC 8058 one-click, or the mailto."""
     sub = unsubscribe(session, settings, token)
-    return Done({"list_name": sub.mailing_list.name, "token": token})
+    return Done(
+        {"list_name": sub.mailing_list.name, "token": token, "language": sub.subscriber.language}
+    )

@@ -13,11 +13,12 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, object_session
 
 from newsletter.config import Settings
 from newsletter.errors import InvalidInput
+from newsletter.i18n import tr
 from newsletter.models import (
     Subscriber,
     SubscriberStatus,
@@ -40,6 +41,9 @@ from newsletter.webhooks.events import emit
 
 # Consent sources that are an operator acting, not the reader asking (see subscribe()).
 OPERATOR_SOURCES = ("import", "admin")
+# The public sign-up (the form and its JSON variant): attributes only from the list's
+# own form fields.
+PUBLIC_SOURCES = ("form", "api")
 
 
 class Outcome(StrEnum):
@@ -129,6 +133,8 @@ def subscribe(
     language = _language(settings, language)
     timezone = _timezone(timezone)
     mlist = find_list(session, list_slug)
+    if consent.source in PUBLIC_SOURCES:
+        extra = _form_fields(mlist.form_fields or [], extra, language)
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
     sub = (
         session.scalar(
@@ -189,6 +195,26 @@ def subscribe(
     session.flush()
     _emit_subscription(session, "subscribed", sub, address, mlist.slug)
     return SubscribeResult(Outcome.pending, sub.id)
+
+
+def _form_fields(
+    fields: list[dict[str, Any]], extra: dict[str, Any], language: str | None
+) -> dict[str, Any]:
+    """What a public sign-up may say of a reader: only the list's own form fields
+    (MailingList.form_fields), each required one filled in. InvalidInput names the field
+    (the form shows the message beside it) before anything is written."""
+    known = {str(f["name"]): f for f in fields}
+    unknown = sorted(set(extra) - set(known))
+    if unknown:
+        raise InvalidInput(
+            "attributes", tr(language, "%(name)s is not a field of this form.", name=unknown[0])
+        )
+    for name, field in known.items():
+        value = extra.get(name)
+        if field.get("required") and (value is None or value == ""):
+            label = str(field.get("label") or name)
+            raise InvalidInput(name, tr(language, "Please fill in: %(label)s.", label=label))
+    return {k: v for k, v in extra.items() if v is not None and v != ""}
 
 
 def _language(settings: Settings, language: str | None) -> str | None:
@@ -303,10 +329,23 @@ def confirm(session: Session, settings: Settings, token: str) -> tuple[ConfirmSt
     if sub.status == SubscriptionStatus.confirmed:
         return ConfirmState.already, sub
     now = utcnow()
-    sub.status = SubscriptionStatus.confirmed
-    sub.confirmed_at = now
-    sub.unsubscribed_at = None  # the reader came back themselves
-    sub.unsubscribe_reason = None
+    # Claimed by a conditional UPDATE: of two clicks at once only one changes the row
+    # (the other waits for it, then matches nothing), so only one gets "confirmed" and
+    # with it the welcome mail.
+    claimed = session.execute(
+        update(Subscription)
+        .where(Subscription.id == sub.id, Subscription.status != SubscriptionStatus.confirmed)
+        .values(
+            status=SubscriptionStatus.confirmed,
+            confirmed_at=now,
+            unsubscribed_at=None,  # the reader came back themselves
+            unsubscribe_reason=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(sub)
+    if not getattr(claimed, "rowcount", 1):
+        return ConfirmState.already, sub
     subscriber = sub.subscriber
     if subscriber.status != SubscriberStatus.active:
         # The reader proved the mailbox works and asked again: lift the old suppression.

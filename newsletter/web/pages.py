@@ -84,9 +84,10 @@ def page(
     language: str | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    """A public page in `language` (by default page_language: ?lang=, Accept-Language)."""
+    """A public page: in the language the visitor chose (?lang=), else `language` (the
+    reader's own on token pages, the form's on a sign-up), else Accept-Language's."""
     settings = get_settings()
-    code = i18n.choose(language) if language else page_language(request)
+    code = page_language(request, language)
     html = (
         i18n.localized(web_env(), code)
         .get_template(template)
@@ -107,7 +108,7 @@ def error_page(
     request: Request, status: int, title: str, message: str, *, language: str | None = None
 ) -> HTMLResponse:
     """An error page; `title` and `message` are looked up in the page's catalogue."""
-    code = i18n.choose(language) if language else page_language(request)
+    code = page_language(request, language)
     return page(
         request,
         "error.html",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from newsletter import i18n
 from newsletter.config import get_settings
 from newsletter.errors import InvalidInput
 from newsletter.subscriptions import actions
@@ -21,7 +24,12 @@ from newsletter.subscriptions.tokens import (
     TokenInvalid,
 )
 from newsletter.web import csrf
-from newsletter.web.pages import error_page, page
+from newsletter.web.pages import (
+    content_security_policy,
+    error_page,
+    page,
+    page_language,
+)
 from newsletter.web.ratelimit import RateLimiter
 from workers.gateway import perform
 
@@ -31,14 +39,40 @@ MAX_BODY = 16 * 1024
 # Sign-ups at once on a server database (see _threads); below its pool of 10 connections.
 SERVER_DB_THREADS = 8
 HONEYPOT = "website"
-BAD_LINK = (
+BAD_LINK = i18n.N_(
     "This link is not valid. It may have been cut short when it was copied, "
     "or replaced by a newer one. Please use the link in the most recent e-mail."
 )
+# Shown through error_page, which translates them.
+i18n.N_("Link not valid")
+i18n.N_("Link still valid")
+i18n.N_("This link has not expired: use it.")
+i18n.N_("Please try again")
+i18n.N_("This form expired or was sent from another site. Reload the page and submit it again.")
+i18n.N_("Slow down, please")
+i18n.N_("Too many sign-up attempts. Please wait a few minutes and try again.")
 
 
-def _lists() -> list[dict[str, str]]:
+# Fills the form's hidden time zone field; allowed by its hash in the page's CSP.
+TIMEZONE_SCRIPT = (
+    'try{document.getElementById("timezone").value='
+    'Intl.DateTimeFormat().resolvedOptions().timeZone||""}catch(e){}'
+)
+
+
+def _lists() -> list[dict[str, Any]]:
     return perform(actions.list_choices)
+
+
+def _fields_of(lists: list[dict[str, Any]], chosen: str) -> list[dict[str, Any]]:
+    """The extra fields to show: the chosen list's, or every list's (once by name) when
+    the reader has not chosen yet; the server checks the ones of the list sent."""
+    picked = [item for item in lists if item["slug"] == chosen] or lists
+    seen: dict[str, dict[str, Any]] = {}
+    for item in picked:
+        for field in item.get("form_fields") or []:
+            seen.setdefault(str(field["name"]), field)
+    return list(seen.values())
 
 
 def _form_page(
@@ -46,6 +80,7 @@ def _form_page(
     status: int = 200,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
+    language: str | None = None,
 ) -> HTMLResponse:
     settings = get_settings()
     token = request.cookies.get(csrf.COOKIE)
@@ -56,17 +91,22 @@ def _form_page(
     chosen = values.get("list") or request.query_params.get("list") or ""
     if not chosen and len(lists) == 1:
         chosen = lists[0]["slug"]
+    code = language or page_language(request)
     response = page(
         request,
         "subscribe.html",
         status=status,
+        language=code,
         lists=lists,
         chosen=chosen,
+        form_fields=_fields_of(lists, chosen),
         values=values,
         errors=errors or {},
         csrf_token=token,
         consent_version=settings.consent_version,
+        timezone_script=TIMEZONE_SCRIPT,
     )
+    response.headers["Content-Security-Policy"] = content_security_policy([TIMEZONE_SCRIPT])
     response.set_cookie(
         csrf.COOKIE,
         token,
@@ -87,8 +127,13 @@ def subscribe_form(request: Request) -> HTMLResponse:
     return _form_page(request)
 
 
-async def _read_fields(request: Request) -> tuple[dict[str, str], bool]:
-    """The submitted fields and whether they came as JSON (the API variant)."""
+ATTRIBUTE = "attributes."  # the form's extra fields: attributes.<name>
+
+
+async def _read_fields(request: Request) -> tuple[dict[str, str], bool, dict[str, Any]]:
+    """The submitted fields, whether they came as JSON (the API variant), and the
+    attributes (the form's `attributes.<name>` fields, or the JSON `attributes` object;
+    checked by the domain against the list's form fields)."""
     body = await request.body()
     if len(body) > MAX_BODY:
         raise InvalidInput("form", "The submission is too large.")
@@ -99,25 +144,52 @@ async def _read_fields(request: Request) -> tuple[dict[str, str], bool]:
             raise InvalidInput("form", "The body is not valid JSON.") from None
         if not isinstance(data, dict):
             raise InvalidInput("form", "The body must be a JSON object.")
-        return {k: v if isinstance(v, str) else "" for k, v in data.items()}, True
+        attributes = data.pop("attributes", None) or {}
+        if not isinstance(attributes, dict):
+            raise InvalidInput("attributes", "attributes must be a JSON object of name: value.")
+        return {k: v if isinstance(v, str) else "" for k, v in data.items()}, True, attributes
     form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}, False
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    attributes = {
+        k[len(ATTRIBUTE) :]: v for k, v in fields.items() if k.startswith(ATTRIBUTE) and v.strip()
+    }
+    return fields, False, attributes
 
 
 @router.post("/subscribe")
 async def subscribe_submit(request: Request) -> Response:
     try:
-        fields, as_json = await _read_fields(request)
+        fields, as_json, attributes = await _read_fields(request)
     except InvalidInput as exc:
         return JSONResponse({"detail": [{"field": exc.field, "message": exc.message}]}, 422)
     # Redis, the database and the broker are blocking calls: in the event loop they would
     # serve one request at a time, so they run in threads that overlap their waits.
     return await anyio.to_thread.run_sync(
-        _subscribe, request, fields, as_json, limiter=_threads(get_settings().database)
+        _subscribe,
+        request,
+        fields,
+        as_json,
+        attributes,
+        limiter=_threads(get_settings().database),
     )
 
 
-def _subscribe(request: Request, fields: dict[str, str], as_json: bool) -> Response:
+def _zone(value: str | None) -> str | None:
+    """The browser's time zone from the hidden field, or None (no JS, or nonsense: the
+    list's own zone applies then; never an error for the reader)."""
+    value = (value or "").strip()
+    if not value or len(value) > 64:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return value
+
+
+def _subscribe(
+    request: Request, fields: dict[str, str], as_json: bool, attributes: dict[str, Any]
+) -> Response:
     settings = get_settings()
     limiter: RateLimiter = request.app.state.limiter
     values = {k: fields.get(k, "") for k in ("email", "name", "list")}
@@ -160,6 +232,9 @@ def _subscribe(request: Request, fields: dict[str, str], as_json: bool) -> Respo
         source="api" if as_json else "form",
         text_version=settings.consent_version,
     )
+    # The language the reader reads the page in (its ?lang= choice, carried by the form)
+    # or their browser's; the confirmation and everything after come in it.
+    language = i18n.supported(fields.get("language"), settings) or page_language(request)
     try:
         perform(
             actions.subscribe_reader,
@@ -167,11 +242,18 @@ def _subscribe(request: Request, fields: dict[str, str], as_json: bool) -> Respo
             name=values["name"],
             list_slug=values["list"],
             consent=consent,
+            attributes=attributes,
+            language=language,
+            timezone=_zone(fields.get("timezone")),
         )
     except InvalidInput as exc:
         if as_json:
             return JSONResponse({"detail": [{"field": exc.field, "message": exc.message}]}, 422)
-        return _form_page(request, 422, values, {exc.field: exc.message})
+        # A required field of the list left empty is the reader's to fix: 400, the
+        # message beside it; anything else wrong with the form as before.
+        status = 422 if exc.field in values else 400
+        shown = {**values, **{ATTRIBUTE + k: str(v) for k, v in attributes.items()}}
+        return _form_page(request, status, shown, {exc.field: exc.message}, language)
     return _accepted(request, as_json)
 
 
@@ -267,3 +349,9 @@ async def unsubscribe_submit(request: Request, token: str) -> Response:
     if one_click:
         return PlainTextResponse("Unsubscribed.")
     return page(request, "unsubscribed.html", **done)
+
+
+# The preference centre's pages live in their own module, served by this router.
+from newsletter.web import preferences as _preferences  # noqa: E402
+
+router.include_router(_preferences.router)
