@@ -4,8 +4,9 @@ the latest deliveries, the bounces. Everything here is bounded (LIMIT) and on an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -61,6 +62,9 @@ class ReaderView:
     subscriptions: list[SubscriptionView]
     deliveries: list[DeliveryView]
     bounces: list[BounceView]
+    attributes: dict[str, Any] = field(default_factory=dict)
+    language: str | None = None
+    timezone: str | None = None
 
 
 def reader_view(session: Session, subscriber_id: int) -> ReaderView:
@@ -93,6 +97,9 @@ def reader_view(session: Session, subscriber_id: int) -> ReaderView:
         status=reader.status,
         bounce_score=reader.bounce_score,
         created_at=reader.created_at,
+        attributes=dict(reader.attributes or {}),
+        language=reader.language,
+        timezone=reader.timezone,
         subscriptions=[
             SubscriptionView(
                 slug,

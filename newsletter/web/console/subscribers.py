@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import io
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.errors import InvalidInput
 from newsletter.models import Subscriber
-from newsletter.subscriptions import actions, imports, search
+from newsletter.subscriptions import actions, editing, imports, search
 from newsletter.subscriptions.addresses import normalise_email
 from newsletter.subscriptions.export import begin_export, csv_chunks
 from newsletter.subscriptions.reader import ReaderView, reader_view
@@ -263,6 +264,31 @@ def _reader(subscriber_id: int) -> ReaderView:
 @router.get("/subscribers/{subscriber_id:int}", response_class=HTMLResponse)
 def reader_page(request: Request, subscriber_id: int, current: SignedIn) -> HTMLResponse:
     return render(request, "reader.html", reader=_reader(subscriber_id))
+
+
+@router.post("/subscribers/{subscriber_id:int}/attributes", response_model=None)
+def set_attributes(
+    request: Request, subscriber_id: int, current: Admin, attributes: Text = ""
+) -> Response:
+    """The attributes as a JSON object, replacing the reader's; checked by
+    attributes.clean (through editing.set_attributes), the error shown beside the form."""
+    reader = _reader(subscriber_id)
+    try:
+        try:
+            value = json.loads(attributes or "{}")
+        except ValueError as exc:
+            raise ActionFailed(422, f"not JSON: {exc}", "attributes") from None
+        act(editing.set_attributes, reader.email, value, replace=True)
+    except ActionFailed as exc:
+        return render(
+            request,
+            "reader.html",
+            status=exc.status,
+            reader=reader,
+            attributes_error=exc.message,
+            attributes_text=attributes,
+        )
+    return redirect(f"/console/subscribers/{subscriber_id}", "Attributes saved.")
 
 
 @router.get("/subscribers/{subscriber_id:int}/erase", response_class=HTMLResponse)
