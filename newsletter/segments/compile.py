@@ -30,7 +30,9 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, aliased
 
 from newsletter.models import (
@@ -283,7 +285,7 @@ def _scalar(node: Compare, value: Value) -> str | int | float | bool:
 
 
 def _attribute_pg(node: Compare, name: str) -> Cond:
-    doc: Any = Subscriber.attributes
+    doc: Any = type_coerce(Subscriber.attributes, JSONB)
     if node.op == "exists":
         return doc.has_key(name)  # noqa: W601 - JSONB ?, GIN-served
 
@@ -336,7 +338,7 @@ def _attribute_sqlite(node: Compare, name: str) -> Cond:
     if node.op == "=":
         return equal(node.values[0])
     if node.op == "!=":
-        return not_(equal(node.values[0]))
+        return or_(kind.is_(None), not_(equal(node.values[0])))  # missing: not equal
     if node.op == "in":
         return or_(*[equal(v) for v in node.values])
     text = cast(raw, String)

@@ -22,7 +22,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import ColumnElement, String, case, cast, func, literal, or_, select, union, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    union,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from newsletter.models import (
@@ -80,7 +93,7 @@ def lead(list_zone: str, now: datetime) -> timedelta:
 
 def _attribute_zone(session: Session) -> Any:
     if session.get_bind().dialect.name == "postgresql":
-        return Subscriber.attributes["timezone"].astext
+        return type_coerce(Subscriber.attributes, JSONB)["timezone"].astext
     return cast(func.json_extract(Subscriber.attributes, "$.timezone"), String)
 
 
