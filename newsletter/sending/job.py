@@ -107,7 +107,10 @@ def _recipients(
     someone whose variant has no story left is not selected. One query for both steps,
     so the two can never disagree about who is on the list. The audience narrows it
     (never widens it) and, at local time, adds each row's due time as a last column."""
-    variant = carry.variant_of_reader(links, Subscription.subscriber_id)
+    languages = carry.languages_of(session, digest_id, links)  # {} for one language
+    variant = carry.variant_of_reader(
+        links, Subscription.subscriber_id, languages, Subscriber.language
+    )
     columns: list[Any] = [
         literal(digest_id),
         Subscription.subscriber_id,
@@ -131,10 +134,9 @@ def _recipients(
         query = query.where(audience.segment)
     if audience.frequency is not None:
         query = query.where(Subscription.frequency == audience.frequency)
-    if links:
-        numbers = carry.variant_numbers(session, digest_id)
-        if len(numbers) <= len(links):
-            query = query.where(variant.in_(sorted(numbers)))
+    kept = carry.kept_variants(session, digest_id, links)
+    if kept is not None:
+        query = query.where(variant.in_(kept))
     return query
 
 
