@@ -294,7 +294,11 @@ def open_ranges(
 
 
 def recover_stalled(
-    session: Session, settings: Settings, *, stall_seconds: float | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    stall_seconds: float | None = None,
+    now: datetime | None = None,
 ) -> list[tuple[int, list[Range]]]:
     """Sends whose batches stopped reporting (a dead worker, a lost broker message).
 
@@ -310,8 +314,9 @@ def recover_stalled(
     its task was lost).
     progress_at is touched so that the next tick does not recover the same send again at
     once. `stall_seconds` 0 recovers every send now: the broker lost what was queued.
+    A local-time send whose open rows all wait for their readers' time is not stalled.
     """
-    now = utcnow()
+    now = now or utcnow()
     stall = settings.send_stall_seconds if stall_seconds is None else stall_seconds
     stale = now - timedelta(seconds=stall)
     digests = session.scalars(

@@ -184,6 +184,6 @@ def _start_period(
                 lifecycle.submit(session, digest.id, "schedule")
                 log.info("scheduled digest %s of %s awaits approval", digest.id, mlist.slug)
                 return None
-            return digest.id, start_send(session, settings, digest)
+            return digest.id, start_send(session, settings, digest, now=now)
     except IntegrityError:
         return None  # another beat took this period
