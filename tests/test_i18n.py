@@ -112,3 +112,97 @@ def test_the_confirmation_mail_renders_in_ukrainian():
     assert "Новини" in uk.subject
     assert 'lang="uk"' in uk.html
     assert 'lang="en"' in en.html
+
+
+# A Ukrainian reader, end to end: `newsletter web` and a worker as processes, real SMTP.
+
+
+@pytest.fixture
+def running(tmp_path, smtp_server):
+    from tests.services import AppProcesses
+
+    env = {
+        "NEWSLETTER_DATA_DIR": str(tmp_path / "data"),
+        "NEWSLETTER_SMTP_URL": smtp_server.url,
+        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'newsletter.db'}",
+    }
+    app = AppProcesses(env, tmp_path)
+    try:
+        app.run("db", "upgrade")
+        app.run("lists", "create", "morning", "--name", "Ранкові новини", "--welcome")
+        app.start_web()
+        app.start_worker("--concurrency", "1")
+        yield app
+    finally:
+        app.stop()
+
+
+@pytest.mark.timeout(240)
+def test_a_ukrainian_browser_gets_everything_in_ukrainian(running, smtp_server):
+    import re
+
+    import httpx
+
+    uk = {"Accept-Language": "uk-UA,uk;q=0.9,en;q=0.5"}
+    with httpx.Client(base_url=running.base_url, timeout=10, headers=uk) as browser:
+        form = browser.get("/subscribe")
+        assert form.status_code == 200
+        assert '<html lang="uk">' in form.text and "Адреса електронної пошти" in form.text
+        assert form.headers["Content-Language"] == "uk"
+        assert 'hreflang="en"' in form.text  # the switch to English
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        done = browser.post(
+            "/subscribe",
+            data={
+                "email": "olena@example.org",
+                "name": "Олена",
+                "list": "morning",
+                "csrf_token": token,
+                "timezone": "Europe/Kyiv",
+            },
+        )
+        assert done.status_code == 200 and "Перевірте пошту" in done.text
+
+        (mail,) = smtp_server.wait_for(lambda m: len(m) >= 1)
+        msg = mail.message
+        assert msg["Subject"] == "Підтвердьте, будь ласка, підписку на Ранкові новини"
+        text = msg.get_body(("plain",)).get_content()
+        assert text.startswith("Вітаємо, Олена!")
+        assert 'lang="uk"' in msg.get_body(("html",)).get_content()
+        link = re.search(r"(/confirm/\S+)", text).group(1)
+
+        # The confirm page is in her language even from a browser that asks for English.
+        page = browser.get(link, headers={"Accept-Language": "en"})
+        assert "Так, підпишіть мене" in page.text
+        assert "Ви підписані" in browser.post(link).text
+
+        welcome = smtp_server.wait_for(lambda m: len(m) >= 2)[1].message
+        assert welcome["Subject"] == "Вітаємо в Ранкові новини"
+        assert "Дякуємо за підтвердження" in welcome.get_body(("plain",)).get_content()
+
+    import sqlite3
+
+    db = sqlite3.connect(running.env["NEWSLETTER_DATABASE_URL"].removeprefix("sqlite:///"))
+    try:
+        stored = db.execute(
+            "SELECT language, timezone FROM subscribers WHERE email = 'olena@example.org'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert stored == [("uk", "Europe/Kyiv")]  # from Accept-Language and the browser's zone
+
+
+def test_the_language_switch_and_an_english_browser(sqlite_db: str):
+    """?lang= picks the page's language whatever the browser says; the form carries it."""
+    from fastapi.testclient import TestClient
+
+    from newsletter.web.app import create_app
+
+    with TestClient(create_app(), raise_server_exceptions=False) as client:
+        page = client.get("/preferences", headers={"Accept-Language": "en-GB"})
+        assert '<html lang="en">' in page.text and "Manage your subscriptions" in page.text
+        switched = client.get("/preferences?lang=uk", headers={"Accept-Language": "en-GB"})
+        assert '<html lang="uk">' in switched.text and "Керування підписками" in switched.text
+        assert 'name="language" value="uk"' in switched.text
+        missing = client.get("/no-such-page", headers={"Accept-Language": "uk"})
+        assert missing.status_code == 404 and "Сторінку не знайдено" in missing.text

@@ -127,3 +127,96 @@ def test_the_welcome_comes_from_the_list_s_own_folder_in_the_reader_s_language(
     text = msg.get_body(("plain",)).get_content()
     assert "Дякуємо за підтвердження" in text  # the built-in body, in Ukrainian
     assert 'lang="uk"' in msg.get_body(("html",)).get_content()
+
+
+# The sign-up form's extra fields ------------------------------------------------------------
+
+
+def _with_fields(slug: str = "city") -> None:
+    make_list(
+        slug,
+        "City News",
+        form_fields=[
+            {"name": "city", "label": "Your city", "required": True},
+            {"name": "team", "label": "Favourite team", "required": False},
+        ],
+    )
+
+
+def _stored(email: str) -> dict[str, object] | None:
+    from sqlalchemy import select
+
+    from newsletter.models import Subscriber
+
+    with session_scope() as session:
+        found = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        return None if found is None else dict(found.attributes or {})
+
+
+def test_the_form_shows_the_list_s_fields_and_stores_them(eager: SmtpServer, web: TestClient):
+    _with_fields()
+    form = web.get("/subscribe?list=city")
+    assert 'name="attributes.city"' in form.text and "Your city" in form.text
+    assert 'name="attributes.team"' in form.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    answer = web.post(
+        "/subscribe",
+        data={
+            "email": "cy@example.org",
+            "list": "city",
+            "csrf_token": token,
+            "attributes.city": "Lviv",
+            "attributes.team": "",
+            "timezone": "Not/AZone",
+        },
+    )
+    assert answer.status_code == 200
+    assert _stored("cy@example.org") == {"city": "Lviv"}
+
+
+def test_a_required_field_left_empty_is_a_400_and_nothing_is_stored(
+    eager: SmtpServer, web: TestClient
+):
+    _with_fields()
+    form = web.get("/subscribe?list=city")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    answer = web.post(
+        "/subscribe",
+        data={
+            "email": "cy@example.org",
+            "list": "city",
+            "csrf_token": token,
+            "attributes.team": "Dynamo",
+        },
+    )
+    assert answer.status_code == 400
+    assert "Please fill in: Your city." in answer.text
+    assert 'aria-invalid="true" aria-describedby="attr-city-error"' in answer.text
+    assert 'value="Dynamo"' in answer.text  # what the reader typed stays
+    assert _stored("cy@example.org") is None
+    assert eager.to("cy@example.org") == []
+
+
+def test_the_json_sign_up_takes_attributes_of_the_form_only(eager: SmtpServer, web: TestClient):
+    _with_fields()
+    missing = web.post("/subscribe", json={"email": "j@example.org", "list": "city"})
+    assert missing.status_code == 422
+    assert missing.json()["detail"][0] == {"field": "city", "message": "Please fill in: Your city."}
+    foreign = web.post(
+        "/subscribe",
+        json={
+            "email": "j@example.org",
+            "list": "city",
+            "attributes": {"city": "Kyiv", "vip": True},
+        },
+    )
+    assert foreign.status_code == 422 and "vip" in foreign.text
+    assert _stored("j@example.org") is None
+    ok = web.post(
+        "/subscribe",
+        json={"email": "j@example.org", "list": "city", "attributes": {"city": "Kyiv"}},
+        headers={"Accept-Language": "uk"},
+    )
+    assert ok.status_code == 202
+    assert _stored("j@example.org") == {"city": "Kyiv"}
+    assert "Підтвердьте" in eager.to("j@example.org")[0].message["Subject"]
