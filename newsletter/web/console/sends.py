@@ -3,8 +3,10 @@
 /console/sends                the sends awaiting approval, then the latest (keyset: ?after=ID)
 /console/sends/{id}           counts, progress, rate over time, deferrals per receiving
                               domain, bounce and complaint rate against the auto-pause
-                              threshold; pause / resume / cancel / retry failed and
-                              approve / reject for those who may send
+                              threshold, clicks per story (people, readers, machines)
+                              and opens when the list tracks them; pause / resume /
+                              cancel / retry failed and approve / reject for those
+                              who may send
 /console/sends/{id}/events    text/event-stream: `event: progress` (JSON) every second
                               while the send is open, then one last and `event: end`
 POST /console/sends/{id}/{action}   the same domain actions as `newsletter sends …`
@@ -33,6 +35,7 @@ from newsletter.accounts import sessions
 from newsletter.accounts.roles import Capability
 from newsletter.config import get_settings
 from newsletter.db import session_scope
+from newsletter.engagement.report import EngagementReport, engagement_report
 from newsletter.models import Digest, DigestStatus, MailingList
 from newsletter.sending import actions
 from newsletter.stats import sends as stats
@@ -199,7 +202,25 @@ def _send_view(send_id: int) -> dict[str, Any]:
         view["chart"] = rate_chart(series, send_id)
         view["points"] = len(series)
         view["deferrals"] = stats.deferrals_by_domain(session, send_id)
+        report = engagement_report(session, send_id)
+        view["engagement"] = report
+        view["clicks_chart"] = clicks_chart(report, send_id) if report else None
         return view
+
+
+def clicks_chart(report: EngagementReport, send_id: int) -> Markup | None:
+    """People's clicks per story as horizontal bars (the table beside it says the same
+    with readers and machine clicks); None when nobody clicked yet."""
+    if not report.clicks:
+        return None
+    items = [(story.title, float(story.clicks)) for story in report.stories]
+    return charts.bar_chart(
+        items,
+        "Clicks per story (people)",
+        value_label="clicks",
+        desc="Clicks by people on each story's links; machine clicks are not included.",
+        chart_id=f"clicks-{send_id}",
+    )
 
 
 @router.get("/sends/{send_id}", response_class=HTMLResponse)
