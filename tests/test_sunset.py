@@ -54,7 +54,11 @@ def _world(track_clicks: bool = True) -> dict[str, int]:
         session.flush()
         ids: dict[str, int] = {"list": mlist.id}
         for name in READERS:
-            reader = Subscriber(email=f"{name}@example.org", name=name.title())
+            reader = Subscriber(
+                email=f"{name}@example.org",
+                name=name.title(),
+                language="uk" if name == "keeper" else None,
+            )
             session.add(reader)
             session.flush()
             status = "unsubscribed" if name == "gone" else "confirmed"
@@ -141,16 +145,22 @@ def test_quiet_readers_are_asked_once_answer_or_leave(smtp: SmtpServer) -> None:
     # "keeper" presses the button: the GET changes nothing, the POST keeps them.
     from newsletter.web.app import create_app
 
-    keeper = smtp.to("keeper@example.org")[0].message.get_body(("plain",)).get_content()
+    # "keeper" reads Ukrainian: the question comes in Ukrainian, the page too.
+    keeper_mail = smtp.to("keeper@example.org")[0].message
+    assert keeper_mail["Subject"] == "Досі бажаєте отримувати The Daily?"
+    keeper = keeper_mail.get_body(("plain",)).get_content()
+    assert "Щоб і далі отримувати The Daily" in keeper
     found = re.search(r"(/sunset/\S+)", keeper)
     assert found is not None
     path = found.group(1)
     with TestClient(create_app(), raise_server_exceptions=False) as client:
         page = client.get(path)
-        assert page.status_code == 200 and "Keep me subscribed" in page.text
+        assert page.status_code == 200 and "Залишити підписку" in page.text
         assert _sub(ids["keeper"]).sunset_asked_at is not None
         done = client.post(path)
-        assert done.status_code == 200 and "You stay subscribed" in done.text
+        assert done.status_code == 200 and "Ваша підписка залишається" in done.text
+        english = client.get(path + "?lang=en")
+        assert "Keep me subscribed" in english.text
         assert client.get(re.sub(r"\.[^.]+$", ".forged0000000000000000", path)).status_code == 404
     assert _sub(ids["keeper"]).sunset_asked_at is None
     assert _sub(ids["quiet"]).sunset_asked_at == asked_at

@@ -194,7 +194,7 @@ def ask(
     sub = session.get(Subscription, subscription_id)
     assert sub is not None
     context = question_context(settings, sub)
-    rendered = render_email("sunset", context)
+    rendered = render_email("sunset", context, language=sub.subscriber.language)
     unsubscribe = str(context["unsubscribe_url"])
     message = build_message(
         sender=settings.sender,
@@ -235,6 +235,7 @@ class KeepView:
     list_name: str
     email: str
     subscribed: bool
+    language: str | None = None
 
 
 def keep_view(session: Session, settings: Settings, subscription_id: int) -> Done[KeepView | None]:
@@ -246,6 +247,7 @@ def keep_view(session: Session, settings: Settings, subscription_id: int) -> Don
             sub.mailing_list.name,
             sub.subscriber.email,
             sub.status == SubscriptionStatus.confirmed,
+            sub.subscriber.language,
         )
     )
 
@@ -261,7 +263,10 @@ def keep(
     if sub is None:
         return Done(None)
     view = KeepView(
-        sub.mailing_list.name, sub.subscriber.email, sub.status == SubscriptionStatus.confirmed
+        sub.mailing_list.name,
+        sub.subscriber.email,
+        sub.status == SubscriptionStatus.confirmed,
+        sub.subscriber.language,
     )
     if not view.subscribed:
         return Done(view)

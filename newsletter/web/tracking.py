@@ -119,7 +119,7 @@ def sunset_page(request: Request, token: str) -> HTMLResponse:
     view = None if subscription_id is None else perform(sunset.keep_view, subscription_id)
     if view is None:
         return error_page(request, 404, "Link not valid", SUNSET_BAD_LINK)
-    return page(request, "sunset.html", view=view, token=token, kept=False)
+    return page(request, "sunset.html", language=view.language, view=view, token=token, kept=False)
 
 
 @router.post("/sunset/{token}", response_class=HTMLResponse, include_in_schema=False)
@@ -128,4 +128,4 @@ def sunset_keep(request: Request, token: str) -> HTMLResponse:
     view = None if subscription_id is None else perform(sunset.keep, subscription_id)
     if view is None:
         return error_page(request, 404, "Link not valid", SUNSET_BAD_LINK)
-    return page(request, "sunset.html", view=view, token=token, kept=True)
+    return page(request, "sunset.html", language=view.language, view=view, token=token, kept=True)
