@@ -25,7 +25,7 @@ from newsletter.stories.drafts import StoryDraft
 from newsletter.stories.parse import parse_story_file
 from newsletter.stories.store import store_stories
 from newsletter.subscriptions.lists import create_list
-from newsletter.subscriptions.tokens import make_unsubscribe_token
+from newsletter.subscriptions.tokens import make_preferences_token, make_unsubscribe_token
 from tests.reference import fill
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stories"
@@ -129,10 +129,14 @@ def test_stored_digest_keeps_placeholders_and_a_reader_gets_them_filled(daily: s
     assert digest is not None
     for part in (digest.html, digest.text):
         assert placeholders.EMAIL in part and placeholders.UNSUBSCRIBE_URL in part
+        assert placeholders.PREFERENCES_URL in part  # the built-in footer's own link
+    s = get_settings()
     values = {
         placeholders.NAME: "Ana",
         placeholders.EMAIL: "o'brien&co@example.com",
         placeholders.UNSUBSCRIBE_URL: unsubscribe_url(),
+        placeholders.PREFERENCES_URL: f"{s.base_url}/preferences/"
+        + make_preferences_token(s.secret, 0),
     }
     html, text = read(digest, email="o'brien&co@example.com")
     assert (html, text) == (

@@ -216,3 +216,96 @@ def test_a_value_is_quoted_as_the_general_token_path_quotes_it(value: str) -> No
     raw = value.encode()
     chunks = [c.removesuffix(b"=") for c in _wrap(_qp_tokens(raw, encode_ws=True, last_open=True))]
     assert qp_value(value) == b"".join(c + b"=\r\n" for c in chunks)
+
+
+ATTRIBUTE_HTML = HTML.replace(
+    "</body>",
+    f"<p>Weather in {ph.attribute('city', 'your city')}, zone {ph.attribute('zone')}.</p>"
+    f'<p><a href="https://news.example.com/c/{ph.READER}/1.1.x">story</a> '
+    f'<a href="{ph.PREFERENCES_URL}">Manage your subscription</a></p></body>',
+)
+ATTRIBUTE_TEXT = (
+    TEXT
+    + f"Weather in {ph.attribute('city', 'your city')}, zone {ph.attribute('zone')}.\n"
+    + f"Manage: {ph.PREFERENCES_URL}\nClick: https://news.example.com/c/{ph.READER}/1.1.x\n"
+)
+ATTRIBUTES: list[dict[str, object] | None] = [
+    {"city": 'Kyiv <Podil> & "Co" = café', "zone": 3},
+    {"city": "", "zone": True},
+    None,
+    {"city": "x " * 120},
+    {"city": ".dot first\tand\ttabs"},
+]
+
+
+@pytest.mark.parametrize("attributes", ATTRIBUTES)
+def test_reader_markers_parse_to_the_reference_and_verify(
+    settings: Settings, tmp_path: Path, attributes: dict[str, object] | None
+) -> None:
+    """Attributes (with a fallback), the preference URL and the reader code: the same
+    content as the reference filling, the same bytes unsigned and general, DKIM-valid."""
+    from newsletter.engagement.codes import ReaderCodes, read_reader_code
+    from newsletter.subscriptions.tokens import read_preferences_token
+
+    rsa_path, _ = dkim_keys(tmp_path)
+    key = load_key(rsa_path, "example.com", "s1")
+    made = {
+        signed: DigestTemplate(
+            settings=settings,
+            digest_id=7,
+            list_slug="news",
+            list_name="The Newsroom Daily",
+            subject="Subject",
+            text=ATTRIBUTE_TEXT,
+            html=ATTRIBUTE_HTML,
+            dkim_keys=[key] if signed else [],
+        )
+        for signed in (False, True)
+    }
+    template = made[False]
+    assert template.uses_attributes and [n for n, _ in template.attributes] == ["city", "zone"]
+    r = Recipient(42, "reader@example.org", "Ann", 9, attributes)
+    values = {
+        ph.NAME: "Ann",
+        ph.EMAIL: r.email,
+        ph.UNSUBSCRIBE_URL: template.unsubscribe_url(9),
+        ph.PREFERENCES_URL: template.preferences_url(9),
+        ph.READER: ReaderCodes(settings.secret)(42),
+    }
+    fast = message_from_bytes(template.render(r), policy=default)
+    for kind, part in (("plain", ATTRIBUTE_TEXT), ("html", ATTRIBUTE_HTML)):
+        got = fast.get_body((kind,)).get_content().replace("\r\n", "\n").rstrip()
+        want = fill(part, values, html=kind == "html", attributes=attributes).rstrip()
+        assert got == want
+        assert "%%NL_" not in got
+    text = fast.get_body(("plain",)).get_content()
+    if not (attributes or {}).get("city"):
+        assert "Weather in your city" in text
+    token = template.preferences_url(9).rsplit("/", 1)[1]
+    assert read_preferences_token(settings.secret, token) == 9
+    assert read_reader_code(settings.secret, values[ph.READER]) == 42
+    for wire in (False, True):
+        assert template._unsigned(r, 1_700_000_000.0, None, wire=wire) == template._build(
+            r, 1_700_000_000.0, None, wire=wire
+        )
+    raw = made[True].render(r)
+    assert dkim.verify(raw, dnsfunc=lambda n, timeout=5: key.public_dns_record())
+    assert all(len(line) <= 76 for line in raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n"))
+
+
+def test_a_digest_without_attributes_reads_none(settings: Settings) -> None:
+    template = DigestTemplate(
+        settings=settings,
+        digest_id=7,
+        list_slug="news",
+        list_name="The Newsroom Daily",
+        subject="Subject",
+        text=TEXT,
+        html=HTML,
+    )
+    assert not template.uses_attributes
+    # The preference link is added to a digest whose template has none, in both parts.
+    message = message_from_bytes(template.render(Recipient(1, "a@example.org", "A", 5)))
+    for kind in ("plain", "html"):
+        part = next(p for p in message.walk() if p.get_content_type() == f"text/{kind}")
+        assert template.preferences_url(5) in part.get_payload(decode=True).decode()

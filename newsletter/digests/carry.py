@@ -201,14 +201,19 @@ def render_variants(
     *,
     now: datetime,
     digest_id: int,
+    languages: Sequence[str] = (),
 ) -> dict[int, Composition]:
     """Variants 1..k: the new stories and those of the links after the m-th (none when
-    that leaves nothing)."""
+    that leaves nothing); then for each of `languages` (slot s = 1, 2, …) the whole
+    digest as variant s·(k+1) and its carry variants s·(k+1)+m, rendered in it."""
     variants: dict[int, Composition] = {}
-    for number in range(1, len(owed) + 1):
-        stories = with_owed(new, owed[number:])
-        if stories:
-            variants[number] = render_digest(
-                settings, mailing_list, stories, now=now, digest_id=digest_id
-            )
+    step = len(owed) + 1
+    for slot, language in enumerate([None, *languages]):
+        for m in range(0 if language else 1, step):
+            stories = with_owed(new, owed[m:])
+            if stories:
+                variants[slot * step + m] = render_digest(
+                    settings, mailing_list, stories, now=now, digest_id=digest_id,
+                    language=language,
+                )  # fmt: skip
     return variants

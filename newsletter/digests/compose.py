@@ -10,15 +10,29 @@ those sends did not reach (digests/carry.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.digests import carry
+from newsletter.digests import carry, templates
 from newsletter.digests.render import Composition, render_digest
-from newsletter.models import Digest, DigestStatus, DigestVariant, MailingList, Story, utcnow
+from newsletter.models import (
+    Digest,
+    DigestLink,
+    DigestStatus,
+    DigestVariant,
+    MailingList,
+    Story,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    utcnow,
+)
 
 MAX_SELECTED = 500
 
@@ -94,22 +108,106 @@ def compose_digest(
     )
     session.add(digest)
     session.flush()
-    composed = render_digest(settings, mailing_list, whole, now=now, digest_id=digest.id)
-    digest.subject = composed.subject
-    digest.html = composed.html
-    digest.text = composed.text
-    digest.story_ids = [s.id for s in stories]  # the new ones; carried ones are in carry
-    store_variants(
-        session,
-        digest.id,
-        carry.render_variants(settings, mailing_list, stories, owed, now=now, digest_id=digest.id),
-    )
+    write_content(session, settings, mailing_list, digest, stories, owed, now=now)
     return digest
 
 
+def write_content(
+    session: Session,
+    settings: Settings,
+    mailing_list: MailingList,
+    digest: Digest,
+    new: Sequence[Story],
+    owed: Sequence[Sequence[Story]],
+    *,
+    now: datetime,
+) -> None:
+    """Render the digest and its variants (the carry ones, each again per other language
+    its readers use) and write them, with the tracked links when the list tracks clicks.
+    Replaces what the digest had (a draft arranged again); flushes."""
+    whole = carry.with_owed(new, owed)
+    composed = render_digest(settings, mailing_list, whole, now=now, digest_id=digest.id)
+    languages = reader_languages(session, settings, mailing_list)
+    variants = carry.render_variants(
+        settings, mailing_list, new, owed, now=now, digest_id=digest.id, languages=languages
+    )
+    session.execute(delete(DigestLink).where(DigestLink.digest_id == digest.id))
+    session.execute(delete(DigestVariant).where(DigestVariant.digest_id == digest.id))
+    if mailing_list.track_clicks or mailing_list.track_opens:
+        composed, variants = _tracked(
+            session, settings, mailing_list, digest.id, whole, composed, variants
+        )
+    digest.subject = composed.subject
+    digest.html = composed.html
+    digest.text = composed.text
+    digest.story_ids = [s.id for s in new]  # the new ones; carried ones are in carry
+    store_variants(session, digest.id, variants)
+
+
+def reader_languages(session: Session, settings: Settings, mailing_list: MailingList) -> list[str]:
+    """The languages other than the default one that the list's confirmed readers use
+    and its templates say differently (a `<lang>/` subfolder of its folder), in the
+    order of NEWSLETTER_LANGUAGES. Empty for nearly every list: one digest for all."""
+    folder = mailing_list.template_dir or None
+    wanted = [c for c in settings.language_codes[1:] if templates.language_folder(folder, c)]
+    found = []
+    for code in wanted:
+        used = session.scalar(
+            select(
+                exists().where(
+                    Subscription.list_id == mailing_list.id,
+                    Subscription.status == SubscriptionStatus.confirmed,
+                    Subscriber.id == Subscription.subscriber_id,
+                    Subscriber.status == SubscriberStatus.active,
+                    Subscriber.language == code,
+                )
+            )
+        )
+        if used:
+            found.append(code)
+    return found
+
+
+def _tracked(
+    session: Session,
+    settings: Settings,
+    mailing_list: MailingList,
+    digest_id: int,
+    stories: Sequence[Story],
+    composed: Composition,
+    variants: dict[int, Composition],
+) -> tuple[Composition, dict[int, Composition]]:
+    """Every variant's links as tracked redirects (one number per URL across them all),
+    the DigestLink rows added, and the open pixel when the list asked for it."""
+    from newsletter.engagement import links
+
+    base = settings.base_url
+    story_of_url: dict[str, int] = {}
+    for story in stories:
+        if story.url:
+            story_of_url.setdefault(story.url, story.id)
+        story_of_url[f"{base}/stories/{story.slug}"] = story.id
+    numbering: dict[str, int] = {}
+
+    def track(c: Composition) -> Composition:
+        html = c.html
+        if mailing_list.track_clicks:
+            html, rows = links.track(
+                html, digest_id, base, settings.secret, story_of_url.get, numbering=numbering
+            )
+            session.add_all(rows)
+        if mailing_list.track_opens:
+            idx = html.lower().rfind("</body>")
+            pixel = links.pixel(base)
+            html = html[:idx] + pixel + html[idx:] if idx >= 0 else html + pixel
+        return replace(c, html=html)
+
+    return track(composed), {n: track(v) for n, v in variants.items()}
+
+
 def store_variants(session: Session, digest_id: int, variants: dict[int, Composition]) -> None:
-    """Store the digest's variants for readers a cancelled send reached
-    (carry.render_variants)."""
+    """Store the digest's variants (carry.render_variants): for readers a cancelled send
+    reached, and in the other languages its readers use. The one writer of variants."""
     for number, variant in variants.items():
         session.add(
             DigestVariant(
@@ -119,6 +217,7 @@ def store_variants(session: Session, digest_id: int, variants: dict[int, Composi
                 html=variant.html,
                 text=variant.text,
                 story_ids=variant.story_ids,
+                language=variant.language,
             )
         )
     session.flush()

@@ -13,18 +13,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter import audit
 from newsletter.config import Settings
 from newsletter.digests import carry
 from newsletter.digests.archive import digest_record
-from newsletter.digests.compose import select_stories, store_variants
-from newsletter.digests.render import render_digest
+from newsletter.digests.compose import select_stories, write_content
 from newsletter.effects import Done
 from newsletter.errors import Conflict, InvalidInput, NotFound
-from newsletter.models import Digest, DigestStatus, DigestVariant, MailingList, Story, utcnow
+from newsletter.models import Digest, DigestStatus, MailingList, Story, utcnow
 
 
 def draft_of(session: Session, digest_id: int) -> Digest:
@@ -56,17 +55,8 @@ def rerender(
     assert mlist is not None
     now = utcnow()
     owed = carry.owed_stories(session, carry.links_of(digest))
-    composed = render_digest(
-        settings, mlist, carry.with_owed(stories, owed), now=now, digest_id=digest.id
-    )
-    digest.subject = composed.subject
-    digest.html = composed.html
-    digest.text = composed.text
-    digest.story_ids = [s.id for s in stories]
+    write_content(session, settings, mlist, digest, stories, owed, now=now)
     digest.created_at = now  # the cut-off: the draft is composed now
-    variants = carry.render_variants(settings, mlist, stories, owed, now=now, digest_id=digest.id)
-    session.execute(delete(DigestVariant).where(DigestVariant.digest_id == digest.id))
-    store_variants(session, digest.id, variants)
 
 
 @audit.audited("digests.arrange", lambda digest_id, story_ids: f"digest {digest_id}")

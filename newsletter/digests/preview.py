@@ -4,13 +4,15 @@ A preview renders the digest through the sending fast path (mail/fastpath.py,
 DigestTemplate) for a sample reader and reads the parts back out of those very bytes
 with the standard library's parser: there is no second way of filling in the fields,
 so nothing the preview shows can differ from what is sent except the reader's values
-(and the per-message Date, Message-ID and DKIM signature).
+(and the per-message Date, Message-ID and DKIM signature). The sample reader's
+attributes are their names in brackets ("[city]"); its preference and unsubscribe links
+are those of subscription 0, which is nobody's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
@@ -56,6 +58,17 @@ class Preview:
     def clipped(self) -> bool:
         """Gmail would hide the end of this message behind "[Message clipped]"."""
         return self.html_bytes > GMAIL_CLIP
+
+
+def sample_attributes(
+    template: DigestTemplate, own: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """Values for the attributes a digest shows: `own` (a real reader's) where it has
+    them, else the attribute's name in brackets ("[city]"), so the operator sees where
+    each goes; the fallback shows only to real readers without the attribute."""
+    values: dict[str, object] = {name: f"[{name}]" for name, _ in template.attributes}
+    values.update({k: v for k, v in (own or {}).items() if v is not None and v != ""})
+    return values
 
 
 def digest_template(
@@ -110,6 +123,8 @@ def preview_message(
     """
     keys = keys_from_settings(settings) if dkim_keys is None else dkim_keys
     template = digest_template(settings, mailing_list, digest, dkim_keys=keys)
+    if reader.attributes is None and template.uses_attributes:
+        reader = replace(reader, attributes=sample_attributes(template))
     raw = template.render(reader, now=now)
     message = parse_message(raw)
     return Preview(

@@ -61,6 +61,7 @@ class Composition:
     shortened: int = 0  # stories cut to lede + link to stay under the clip limit
     omitted: int = 0  # stories only on the archive page (too many, or too big even cut)
     extra: dict[str, Any] = field(default_factory=dict)
+    language: str | None = None  # None: the default language (DigestVariant.language)
 
     @property
     def html_bytes(self) -> int:
@@ -111,11 +112,12 @@ def _context(
     now: datetime,
     view_url: str,
     omitted: int,
+    language: str | None = None,
 ) -> dict[str, Any]:
     first = entries[0]
     teaser = first["paragraphs"][0] if first["paragraphs"] else first["title"]
     return {
-        "lang": LANG,
+        "lang": language or LANG,
         "list_name": mailing_list.name,
         "stories": entries,  # all shown, in the editor's order (older templates)
         "lead": first,
@@ -128,6 +130,8 @@ def _context(
         "email": fields.EMAIL,
         "name": fields.NAME,
         "unsubscribe_url": fields.UNSUBSCRIBE_URL,
+        "preferences_url": fields.PREFERENCES_URL,
+        "reader": templates.READER,  # reader.attributes.<name>, reader.attr(name, fallback)
         "postal_address": settings.postal_address,
     }
 
@@ -177,6 +181,7 @@ def render_digest(
     now: datetime,
     digest_id: int | None = None,
     budget: int = HTML_BUDGET,
+    language: str | None = None,
 ) -> Composition:
     """Render and inline once, cutting stories to lede + link until the HTML fits the budget.
 
@@ -184,12 +189,14 @@ def render_digest(
     the raw size scaled by the measured inlining growth, then checked after inlining.
     Raises TemplateRefused (InvalidInput) when the list's templates fail or make a
     digest without the unsubscribe link or postal address, or too big at every level.
+    `language` (not the default one) renders with the folder's templates for it
+    (templates.language_folder) and says so in <html lang>.
     """
     if not stories:
         raise ValueError("a digest needs at least one story")
     folder = mailing_list.template_dir or None
     templates.check_still_there(folder)
-    env = templates.digest_env(folder)
+    env = templates.digest_env(folder, language)
     subject_t = templates.load(env, "subject.txt", folder)
     html_t = templates.load(env, "body.html", folder)
     text_t = templates.load(env, "body.txt", folder)
@@ -204,8 +211,22 @@ def render_digest(
         if level in contexts:
             return contexts[level]
         entries, omitted = _entries_at(stories, level, settings.base_url, images)
-        ctx = _context(settings, mailing_list, entries, now=now, view_url=view_url, omitted=omitted)
+        ctx = _context(
+            settings,
+            mailing_list,
+            entries,
+            now=now,
+            view_url=view_url,
+            omitted=omitted,
+            language=language,
+        )
         ctx["subject"] = " ".join(templates.render(subject_t, ctx, folder).split())
+        if "%%NL_" in ctx["subject"]:
+            # One subject for every reader (the header is built once per digest).
+            raise templates.TemplateRefused(
+                f"{templates.where(folder)}subject.txt: the subject is the same for every "
+                "reader and cannot show a reader's name, address or attributes"
+            )
         ctx["omitted"] = omitted
         ctx["shortened"] = sum(1 for e in entries if e["shortened"])
         contexts[level] = ctx
@@ -236,6 +257,7 @@ def render_digest(
         story_ids=[s.id for s in stories],
         shortened=ctx["shortened"],
         omitted=ctx["omitted"],
+        language=language,
     )
 
 
@@ -289,4 +311,7 @@ def check_template_dir(
         template_dir=path,
     )
     render_digest(settings, trial, _sample_stories(), now=now)
+    for language in settings.language_codes[1:]:
+        if templates.language_folder(path, language):
+            render_digest(settings, trial, _sample_stories(), now=now, language=language)
     return path

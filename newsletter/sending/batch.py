@@ -61,6 +61,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.db import session_scope
+from newsletter.digests import fields
 from newsletter.mail.fastpath import DigestTemplate, Recipient
 from newsletter.models import (
     Delivery,
@@ -150,6 +151,7 @@ class Row:
     subscription_id: int | None
     eligible: bool  # still an active, confirmed subscriber
     variant: int = 0  # the DigestVariant this reader gets (digests/carry.py)
+    attributes: dict[str, Any] | None = None  # read only for a digest that shows one
 
     @property
     def counted(self) -> int:
@@ -514,7 +516,10 @@ class _Sender:
             return
         self.ctx.limiter.acquire()
         self.ctx.domains.acquire(domain)
-        recipient = Recipient(row.id, row.email, row.name, row.subscription_id)
+        if row.attributes is None:
+            recipient = Recipient(row.id, row.email, row.name, row.subscription_id)
+        else:
+            recipient = Recipient(row.id, row.email, row.name, row.subscription_id, row.attributes)
         attempt = pipeline.send(index, self._template_of(row).render_wire(recipient))
         if attempt.status == "sent":
             self.ctx.domains.success(domain)
@@ -611,7 +616,10 @@ def _claim(
             )
         )
     with session_scope() as session:
-        list_id = session.scalar(select(Digest.list_id).where(Digest.id == digest_id))
+        list_id, composed_at = session.execute(
+            select(Digest.list_id, Digest.created_at).where(Digest.id == digest_id)
+        ).one()
+        with_attributes = uses_attributes(session, digest_id, composed_at)
         query = (
             select(
                 Delivery.id,
@@ -623,6 +631,8 @@ def _claim(
                 Subscription.id,
                 Subscription.status,
                 Delivery.variant,
+                # Attributes only for a digest that shows one: the rest read no JSON.
+                Subscriber.attributes if with_attributes else literal(None),
             )
             .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
             .outerjoin(
@@ -645,9 +655,50 @@ def _claim(
                 and r[5] == SubscriberStatus.active
                 and r[7] == SubscriptionStatus.confirmed,
                 variant=r[8],
+                attributes=(r[9] or {}) if with_attributes else None,
             )
             for r in session.execute(query)
         ]
+
+
+_ATTRIBUTE_USE: dict[tuple[str, int, datetime], bool] = {}
+
+
+def uses_attributes(session: Session, digest_id: int, composed_at: datetime) -> bool:
+    """Does the digest (or one of its variants) show a reader attribute? Asked once per
+    process and digest as composed (a sending digest's content does not change; the
+    database and the composing time tell one digest from another with the same id)."""
+    key = (str(session.get_bind().engine.url), digest_id, composed_at)
+    found = _ATTRIBUTE_USE.get(key)
+    if found is None:
+        marker = fields.ATTRIBUTE_PREFIX
+        found = bool(
+            session.scalar(
+                select(Digest.id).where(
+                    Digest.id == digest_id,
+                    or_(
+                        Digest.html.contains(marker, autoescape=True),
+                        Digest.text.contains(marker, autoescape=True),
+                    ),
+                )
+            )
+            or session.scalar(
+                select(DigestVariant.number)
+                .where(
+                    DigestVariant.digest_id == digest_id,
+                    or_(
+                        DigestVariant.html.contains(marker, autoescape=True),
+                        DigestVariant.text.contains(marker, autoescape=True),
+                    ),
+                )
+                .limit(1)
+            )
+            is not None
+        )
+        if len(_ATTRIBUTE_USE) > 64:
+            _ATTRIBUTE_USE.clear()
+        _ATTRIBUTE_USE[key] = found
+    return found
 
 
 def _template(
