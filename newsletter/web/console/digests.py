@@ -156,6 +156,7 @@ def _detail(session: Session, digest_id: int) -> dict[str, Any]:
             "reason": digest.pause_reason,
             "stories": len(chosen),
             "carried": carried,
+            "track_clicks": mlist.track_clicks,  # the send page shows clicks per story
         },
         "stories": [
             {"id": s.id, "title": s.title, "section": s.section, "chosen": s.id in chosen}
