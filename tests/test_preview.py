@@ -33,7 +33,11 @@ from newsletter.sending import testsend
 from newsletter.stories.parse import parse_story_file
 from newsletter.stories.store import store_stories
 from newsletter.subscriptions.lists import create_list
-from newsletter.subscriptions.tokens import make_unsubscribe_token, read_unsubscribe_token
+from newsletter.subscriptions.tokens import (
+    make_preferences_token,
+    make_unsubscribe_token,
+    read_unsubscribe_token,
+)
 from tests.reference import fill
 from tests.send_support import dkim_keys
 
@@ -66,6 +70,7 @@ def values_of(template: DigestTemplate, r: Recipient) -> dict[str, str]:
         fields.NAME: r.name,
         fields.EMAIL: r.email,
         fields.UNSUBSCRIBE_URL: template.unsubscribe_url(r.subscription_id),
+        fields.PREFERENCES_URL: template.preferences_url(r.subscription_id),
     }
 
 
@@ -83,7 +88,7 @@ def sending_template(settings: Settings, mlist: MailingList, digest: Digest) -> 
     )
 
 
-def masked(raw: bytes, r: Recipient, url: str) -> bytes:
+def masked(raw: bytes, r: Recipient, url: str, preferences: str = "") -> bytes:
     """The message with the reader's own bytes masked: the MIME boundary (new per
     template), the To, Message-ID and List-Unsubscribe headers, and each value in the
     body (a value sits on whole lines of its own, so a line-anchored match finds it)."""
@@ -96,7 +101,7 @@ def masked(raw: bytes, r: Recipient, url: str) -> bytes:
         name = line.split(b":", 1)[0].lower()
         if name in (b"to", b"message-id", b"list-unsubscribe"):
             headers[i] = name + b": MASKED"
-    for value in sorted({r.email, url, r.name}, key=len, reverse=True):
+    for value in sorted({r.email, url, preferences, r.name}, key=len, reverse=True):
         if value:
             for encoded in {qp_value(value), qp_value(escape(value, quote=True))}:
                 body = body.replace(b"\r\n" + encoded, b"\r\n" + qp_value(""))
@@ -109,8 +114,13 @@ def test_preview_is_a_readers_message_but_the_fields(digest: tuple[MailingList, 
     preview = preview_message(settings, mlist, stored, now=T)
     sending = sending_template(settings, mlist, stored)
     sent = sending.render(OTHER, now=T)
-    assert masked(preview.raw, SAMPLE_READER, sending.unsubscribe_url(0)) == masked(
-        sent, OTHER, sending.unsubscribe_url(OTHER.subscription_id)
+    assert masked(
+        preview.raw, SAMPLE_READER, sending.unsubscribe_url(0), sending.preferences_url(0)
+    ) == masked(
+        sent,
+        OTHER,
+        sending.unsubscribe_url(OTHER.subscription_id),
+        sending.preferences_url(OTHER.subscription_id),
     )
     # And not trivially: the unmasked messages differ where the readers do.
     assert preview.raw != sent
@@ -124,7 +134,13 @@ def test_preview_parts_are_the_stored_digest_with_the_sample_values(
     settings = get_settings()
     preview = preview_message(settings, mlist, stored)
     url = f"{settings.base_url}/unsubscribe/{make_unsubscribe_token(settings.secret, 0)}"
-    values = {fields.NAME: "", fields.EMAIL: SAMPLE_EMAIL, fields.UNSUBSCRIBE_URL: url}
+    preferences = f"{settings.base_url}/preferences/{make_preferences_token(settings.secret, 0)}"
+    values = {
+        fields.NAME: "",
+        fields.EMAIL: SAMPLE_EMAIL,
+        fields.UNSUBSCRIBE_URL: url,
+        fields.PREFERENCES_URL: preferences,
+    }
     assert preview.html == fill(stored.html, values, html=True)
     assert preview.text == fill(stored.text, values, html=False)
     assert not any(m in preview.html + preview.text for m in fields.ALL)
@@ -194,7 +210,13 @@ def test_test_message_is_the_digest_with_test_subject_signed_when_keys_are_set(
     assert msg["To"].addresses[0].addr_spec == "tester@example.org"
     assert decode_system_verp(sender, settings) == ("t", stored.id)
     url = f"{settings.base_url}/unsubscribe/{make_unsubscribe_token(settings.secret, 0)}"
-    values = {fields.NAME: "", fields.EMAIL: "tester@example.org", fields.UNSUBSCRIBE_URL: url}
+    values = {
+        fields.NAME: "",
+        fields.EMAIL: "tester@example.org",
+        fields.UNSUBSCRIBE_URL: url,
+        fields.PREFERENCES_URL: f"{settings.base_url}/preferences/"
+        + make_preferences_token(settings.secret, 0),
+    }
     assert part_content(msg, "html") == fill(stored.html, values, html=True)
     assert part_content(msg, "plain") == fill(stored.text, values, html=False)
     again, _ = testsend.test_message(settings, mlist, stored, "tester@example.org")

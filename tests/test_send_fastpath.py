@@ -21,7 +21,9 @@ from newsletter.mail.message import address, build_message
 from newsletter.mail.verp import decode_verp, verp_address
 from newsletter.subscriptions.tokens import (
     TokenInvalid,
+    make_preferences_token,
     make_unsubscribe_token,
+    read_preferences_token,
     read_unsubscribe_token,
 )
 from tests.reference import fill
@@ -132,6 +134,9 @@ def test_the_fast_paths_tokens_are_the_unsubscribe_tokens_and_read_back(secret: 
         token = tokens(i)
         assert token == make_unsubscribe_token(secret, i)
         assert read_unsubscribe_token(secret, token) == i
+        preferences = fastpath.PreferencesTokens(secret)(i)
+        assert preferences == make_preferences_token(secret, i)
+        assert read_preferences_token(secret, preferences) == i
 
 
 def test_unsubscribe_links_in_mail_already_sent_keep_working() -> None:
@@ -245,7 +250,6 @@ def test_reader_markers_parse_to_the_reference_and_verify(
     """Attributes (with a fallback), the preference URL and the reader code: the same
     content as the reference filling, the same bytes unsigned and general, DKIM-valid."""
     from newsletter.engagement.codes import ReaderCodes, read_reader_code
-    from newsletter.subscriptions.tokens import read_preferences_token
 
     rsa_path, _ = dkim_keys(tmp_path)
     key = load_key(rsa_path, "example.com", "s1")
@@ -309,3 +313,45 @@ def test_a_digest_without_attributes_reads_none(settings: Settings) -> None:
     for kind in ("plain", "html"):
         part = next(p for p in message.walk() if p.get_content_type() == f"text/{kind}")
         assert template.preferences_url(5) in part.get_payload(decode=True).decode()
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://news.example.com",
+        "https://newsletters.a-rather-long-host-name.example.org/and/a/path",
+        "https://news.example.com/q?a=1&b=2",  # not plain: the general per-value way
+    ],
+)
+@pytest.mark.parametrize("subscription_id", [0, 9, 10**9 + 7, 10**17 + 3])
+def test_the_per_reader_urls_are_the_general_paths_whatever_their_length(
+    tmp_path: Path, base_url: str, subscription_id: int
+) -> None:
+    """The short way for plain URLs gives the bytes of the general one, wire and not,
+    for URLs on one QP line and longer, with the name, attributes and reader code."""
+    settings = Settings(
+        NEWSLETTER_FROM="News <news@example.com>",
+        secret_key="k" * 32,
+        base_url=base_url,
+        bounce_domain="bounces.example.com",
+        data_dir=tmp_path,
+    )
+    for text, html in ((TEXT, HTML), (ATTRIBUTE_TEXT, ATTRIBUTE_HTML)):
+        template = DigestTemplate(
+            settings=settings,
+            digest_id=7,
+            list_slug="news",
+            list_name="The Newsroom Daily",
+            subject="Today",
+            text=text,
+            html=html,
+        )
+        r = Recipient(42, "a@example.org", ".Ann & co", subscription_id, {"city": "Ky<iv"})
+        for wire in (False, True):
+            assert template._unsigned(r, 1_700_000_000.0, None, wire=wire) == template._build(
+                r, 1_700_000_000.0, None, wire=wire
+            )
+        got = message_from_bytes(template.render(r), policy=default)
+        plain = got.get_body(("plain",)).get_content()
+        assert template.preferences_url(subscription_id) in plain
+        assert template.unsubscribe_url(subscription_id) in plain
