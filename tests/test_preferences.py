@@ -8,6 +8,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -355,3 +356,96 @@ def test_asking_by_address_is_rate_limited(
         for i in range(get_settings().subscribe_limit_ip)
     ]
     assert answers[-1].status_code == 429 and "Slow down" in answers[-1].text
+
+
+# In a real browser: axe-core and screenshots at desktop and phone width ---------------------
+
+
+@pytest.mark.timeout(300)
+def test_the_preference_pages_in_a_browser(tmp_path: Path, smtp_server: SmtpServer):
+    """`newsletter web` as a process in Chromium: the pages pass axe-core at 1280 and
+    390 px (screenshots in test-output/preferences/), and saving works with scripts off."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.console_support import CHROMIUM, WIDTHS, Console, console_env
+    from tests.services import AppProcesses, unavailable
+
+    if not CHROMIUM.exists():
+        unavailable("Debian's Chromium", f"no {CHROMIUM}", "apt-get install chromium")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    app = AppProcesses({}, tmp_path)
+    console_env(app, data_dir, smtp_server.url, f"sqlite:///{data_dir / 'newsletter.db'}")
+    app.run("db", "upgrade")
+    service = Console(app)
+    service.cli("lists", "create", "morning", "--name", "Morning Briefing", "--weekly", "0 8 * * 1")
+    service.cli("lists", "create", "evening", "--name", "Evening Edition")
+    service.cli("subscribers", "add", READER, "--list", "morning", "--name", "Ana", "--confirmed")
+    rows = json.loads(service.cli("subscribers", "list", "--json"))
+    assert rows[0]["email"] == READER
+    import sqlite3
+
+    db = sqlite3.connect(data_dir / "newsletter.db")
+    (sid,) = db.execute("SELECT id FROM subscriptions").fetchone()
+    db.close()
+    token = make_preferences_token(app.env["NEWSLETTER_SECRET_KEY"], sid)
+    app.start_web()
+    shots = Path(__file__).resolve().parent.parent / "test-output" / "preferences"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM))
+            try:
+                for language in ("en", "uk"):
+                    context = browser.new_context(
+                        viewport={"width": 1280, "height": 900},
+                        locale=language,  # scripts on for axe-core; the pages have none
+                        extra_http_headers={"Accept-Language": language},
+                    )
+                    page = context.new_page()
+                    page.goto(service.url(f"/preferences/{token}"))
+                    _check(page, shots, f"page-{language}", WIDTHS)
+                    page.goto(service.url("/preferences"))
+                    _check(page, shots, f"ask-{language}", WIDTHS)
+                    page.goto(service.url(f"/preferences/{token}/erase"))
+                    _check(page, shots, f"erase-{language}", WIDTHS)
+                    context.close()
+
+                # Saving without JavaScript: the weekly round-up, then the page shows it.
+                context = browser.new_context(java_script_enabled=False, locale="en")
+                page = context.new_page()
+                page.goto(service.url(f"/preferences/{token}"))
+                page.get_by_label("A weekly round-up").check()
+                page.get_by_label("Send me Evening Edition").check()
+                page.get_by_role("button", name="Save my choices").click()
+                assert page.get_by_role("status").is_visible()
+                assert page.get_by_label("A weekly round-up").is_checked()
+                context.close()
+                context = browser.new_context(locale="en")
+                page = context.new_page()
+                page.goto(service.url(f"/preferences/{token}"))
+                _check(page, shots, "saved-en", WIDTHS)  # with the pending list shown
+                context.close()
+            finally:
+                browser.close()
+    finally:
+        app.stop()
+
+
+def _check(page, shots: Path, name: str, widths: dict[str, tuple[int, int]]) -> None:
+    from axe_playwright_python.sync_playwright import Axe
+
+    shots.mkdir(parents=True, exist_ok=True)
+    for label, (width, height) in widths.items():
+        page.set_viewport_size({"width": width, "height": height})
+        page.screenshot(path=str(shots / f"{name}-{label}.png"), full_page=True)
+        results = Axe().run(page)
+        bad = [
+            (v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:3])
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical", "moderate")
+        ]
+        assert not bad, (name, label, bad)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1, f"{name} is {overflow}px wider than {width}px"
