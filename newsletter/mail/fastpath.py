@@ -397,7 +397,12 @@ class DigestTemplate:
         ]
         if self.attributes:
             have = r.attributes or {}
-            raws.extend(fields.attribute_text(have.get(n), fb) for n, fb in self.attributes)
+            for name, fallback in self.attributes:
+                value = have.get(name)
+                if value.__class__ is str and value:
+                    raws.append(value)  # the usual case: text
+                else:
+                    raws.append(fields.attribute_text(value, fallback))
         return raws
 
     def message_id(self, delivery_id: int) -> str:
