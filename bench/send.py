@@ -6,7 +6,13 @@ below the target here). Prints emails/s from "send" to the last message accepted
 time to the first accepted message, the workers' peak RSS (sum over all worker
 processes) and the sink's count, which must equal N.
 
-    python bench/send.py [--subscribers N] [--workers W] [--dkim]
+    python bench/send.py [--subscribers N] [--workers W] [--dkim] [--audience]
+
+--audience: the readers get attributes (a city) and time zones (five zones and none),
+and after today's plain send a second digest goes in the same run to a segment that
+selects everyone (`attributes.city != "Atlantis"`, so both move N messages) at the
+readers' local time with every zone due already (the period two days ago): the same
+figures for both, side by side.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg
@@ -86,7 +93,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def prepare(db_url: str, n: int) -> int:
+ZONES = ["Europe/Kyiv", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Pacific/Kiritimati"]
+CITIES = ["Kyiv", "Lviv", "Odesa", "Kharkiv", "Dnipro"]
+
+
+def prepare(db_url: str, n: int, audience: bool = False) -> int:
     """Schema, N confirmed subscribers via COPY, 12 stories, one composed digest."""
     os.environ["NEWSLETTER_DATABASE_URL"] = db_url
     from newsletter.config import get_settings
@@ -103,11 +114,22 @@ def prepare(db_url: str, n: int) -> int:
             "VALUES ('bench', 'The Bench Daily', '', 'UTC', now())"
         )
         now = datetime.now(UTC)
-        with conn.cursor().copy(
-            "COPY subscribers (email, name, status, bounce_score, created_at) FROM STDIN"
-        ) as copy:
+        columns = "email, name, status, bounce_score, created_at"
+        if audience:
+            columns += ", attributes, timezone"
+        with conn.cursor().copy(f"COPY subscribers ({columns}) FROM STDIN") as copy:
             for i in range(n):
-                copy.write_row((f"reader{i}@example.org", f"Reader {i}", "active", 0, now))
+                row: tuple[object, ...] = (
+                    f"reader{i}@example.org",
+                    f"Reader {i}",
+                    "active",
+                    0,
+                    now,
+                )
+                if audience:
+                    zone = ZONES[i % 6] if i % 6 < 5 else None
+                    row += (f'{{"city": "{CITIES[i % 5]}"}}', zone)
+                copy.write_row(row)
         conn.execute(
             "INSERT INTO subscriptions (list_id, subscriber_id, status, token_nonce, created_at,"
             " consent_source) SELECT l.id, s.id, 'confirmed', 0, now(), 'import'"
@@ -165,6 +187,85 @@ def profile(digest_id: int) -> int:
     return 0
 
 
+def audience_digest() -> int:
+    """A second digest (12 new stories) to a segment of everyone, at local time 00:00 of
+    a period two days ago: every zone is due, so it moves the same N messages."""
+    from newsletter.config import get_settings
+    from newsletter.db import session_scope
+    from newsletter.digests.compose import compose_digest
+    from newsletter.models import MailingList, Segment, Story
+
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        mlist = session.query(MailingList).filter_by(slug="bench").one()
+        mlist.local_time = "00:00"
+        segment = Segment(
+            slug="bench-everyone", list_id=mlist.id, expression='attributes.city != "Atlantis"'
+        )
+        session.add(segment)
+        for i in range(12):
+            session.add(
+                Story(
+                    slug=f"second-{i}",
+                    title=f"Second {i}: the day after",
+                    lede=PARAGRAPH,
+                    body="\n\n".join([PARAGRAPH * 3] * 4),
+                    url=f"https://news.example.com/stories/second-{i}",
+                    list_id=mlist.id,
+                    published_at=now - timedelta(seconds=i + 1),
+                )
+            )
+        session.flush()
+        digest = compose_digest(session, get_settings(), mlist, now=now)
+        assert digest is not None
+        digest.segment_id = segment.id
+        digest.period_key = f"{(now - timedelta(days=2)).date()}T00:00+0000"
+        return digest.id
+
+
+def measure(label: str, digest_id: int, args: argparse.Namespace, sink: Sink, rss: Any) -> bool:
+    """Start the send as `digest send` does and time it to the last accepted message."""
+    from newsletter.config import get_settings
+    from newsletter.db import session_scope
+    from newsletter.models import Digest
+    from newsletter.sending.job import start_send
+    from workers.tasks import enqueue_ranges
+
+    before = sink.count
+    sink.first_at = None
+    peak = 0
+    t0 = time.perf_counter()
+    with session_scope() as session:
+        digest = session.get(Digest, digest_id)
+        ranges = start_send(session, get_settings(), digest)
+    enqueue_ranges(digest_id, ranges)
+    t_enqueued = time.perf_counter()
+    deadline = t0 + max(120, args.subscribers / 200)
+    while sink.count - before < args.subscribers and time.perf_counter() < deadline:
+        peak = max(peak, rss())
+        time.sleep(0.05)
+    peak = max(peak, rss())
+    elapsed = (sink.last_at or time.perf_counter()) - t0
+    time.sleep(1.5)
+    from newsletter.sending.control import send_status
+
+    with session_scope() as session:
+        st = send_status(session, session.get(Digest, digest_id))
+    count = sink.count - before
+    load = os.getloadavg()
+    print(f"--- {label}")
+    print(f"subscribers      {args.subscribers}")
+    print(f"workers          {args.workers}   dkim {'rsa-2048' if args.dkim else 'off'}")
+    print(f"ledger+enqueue   {t_enqueued - t0:.2f} s")
+    first = (sink.first_at - t0) if sink.first_at else float("nan")
+    print(f"first accepted   {first:.3f} s after send")
+    print(f"emails/s         {count / elapsed:.0f}   ({elapsed:.2f} s)")
+    print(f"peak worker RSS  {peak / 2**20:.0f} MB (sum of all worker processes)")
+    print(f"sink count       {count}  (ledger: sent {st['sent']}, status {st['status']})")
+    print(f"load average     {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    return count == args.subscribers
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--subscribers", type=int, default=20_000)
@@ -174,6 +275,11 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=200, help="NEWSLETTER_SEND_BATCH_SIZE.")
     ap.add_argument(
         "--profile", action="store_true", help="Run the batches in this process under cProfile."
+    )
+    ap.add_argument(
+        "--audience",
+        action="store_true",
+        help="Then, in the same run, a send to a segment at local time (all zones due).",
     )
     args = ap.parse_args()
 
@@ -213,7 +319,7 @@ def main() -> int:
     sink = Sink(port)
     pool: list[subprocess.Popen[bytes]] = []
     try:
-        digest_id = prepare(db_url, args.subscribers)
+        digest_id = prepare(db_url, args.subscribers, args.audience)
         from newsletter import db
 
         db.reset()
@@ -254,7 +360,6 @@ def main() -> int:
             time.sleep(0.1)
         time.sleep(0.5)
         trees = [psutil.Process(w.pid) for w in pool]
-        peak = 0
 
         def rss() -> int:
             procs = [p for t in trees for p in (t, *t.children(recursive=True))]
@@ -266,38 +371,11 @@ def main() -> int:
                     pass
             return total
 
-        from newsletter.config import get_settings
-        from newsletter.db import session_scope
-        from newsletter.models import Digest
-        from newsletter.sending.job import start_send
-        from workers.tasks import enqueue_ranges
-
-        t0 = time.perf_counter()
-        with session_scope() as session:
-            digest = session.get(Digest, digest_id)
-            ranges = start_send(session, get_settings(), digest)
-        enqueue_ranges(digest_id, ranges)
-        t_enqueued = time.perf_counter()
-        deadline = t0 + max(120, args.subscribers / 200)
-        while sink.count < args.subscribers and time.perf_counter() < deadline:
-            peak = max(peak, rss())
-            time.sleep(0.05)
-        peak = max(peak, rss())
-        elapsed = (sink.last_at or time.perf_counter()) - t0
-        time.sleep(1.5)
-        from newsletter.sending.control import send_status
-
-        with session_scope() as session:
-            st = send_status(session, session.get(Digest, digest_id))
-        print(f"subscribers      {args.subscribers}")
-        print(f"workers          {args.workers}   dkim {'rsa-2048' if args.dkim else 'off'}")
-        print(f"ledger+enqueue   {t_enqueued - t0:.2f} s")
-        first = (sink.first_at - t0) if sink.first_at else float("nan")
-        print(f"first accepted   {first:.3f} s after send")
-        print(f"emails/s         {sink.count / elapsed:.0f}   ({elapsed:.2f} s)")
-        print(f"peak worker RSS  {peak / 2**20:.0f} MB (sum of all worker processes)")
-        print(f"sink count       {sink.count}  (ledger: sent {st['sent']}, status {st['status']})")
-        return 0 if sink.count == args.subscribers else 1
+        ok = measure("plain send", digest_id, args, sink, rss)
+        if args.audience:
+            second = audience_digest()
+            ok &= measure("segment + local time", second, args, sink, rss)
+        return 0 if ok else 1
     finally:
         for w in pool:
             w.terminate()
