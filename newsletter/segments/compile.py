@@ -32,7 +32,7 @@ from sqlalchemy import (
     true,
     type_coerce,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, JSONPATH
 from sqlalchemy.orm import Session, aliased
 
 from newsletter.models import (
@@ -309,11 +309,16 @@ def _attribute_pg(node: Compare, name: str) -> Cond:
     if isinstance(value, bool):
         raise SegmentError(node.column, "true and false take = or !=")
     if isinstance(value, int | float):
-        numeric = case(
-            (text.op("~")(r"^\s*-?[0-9]+(\.[0-9]+)?\s*$"), cast(text, Float)),
-            else_=None,
-        )
-        return _op(numeric, node.op, float(value))
+        # jsonpath's .double() reads a JSON number or a numeric string; on anything else
+        # it fails, and jsonb_path_match with silent true answers NULL: no match. The
+        # name is a checked attribute name (letters, digits, _); the value is bound.
+        path = f'$."{name}".double() {node.op} $v'.replace("!=", "<>")
+        return func.jsonb_path_match(
+            doc,
+            cast(literal(path), JSONPATH),
+            func.jsonb_build_object("v", float(value)),
+            True,
+        ).is_(True)
     return _op(text, node.op, value)
 
 
