@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.message import EmailMessage
 
+from babel.dates import format_datetime
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
+from newsletter.i18n import choose
 from newsletter.mail.message import address, build_message
 from newsletter.mail.render import render_email
 from newsletter.mail.system import Outgoing, prepare
 from newsletter.models import Subscription, SubscriptionStatus
 from newsletter.subscriptions.tokens import make_confirm_token
+
+
+def _when(moment: datetime, language: str | None) -> str:
+    """When the request came, written the reader's way ("30 November 2026, 14:08 UTC",
+    "30 листопада 2026, 14:08 UTC")."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_datetime(moment, "d MMMM y, HH:mm 'UTC'", tzinfo=UTC, locale=choose(language))
 
 
 def confirmation_email(
@@ -28,7 +39,7 @@ def confirmation_email(
         "email": subscriber.email,
         "list_name": sub.mailing_list.name,
         "confirm_url": f"{settings.base_url}/confirm/{token}",
-        "requested_at": (sub.consent_at or sub.created_at).strftime("%d %B %Y at %H:%M UTC"),
+        "requested_at": _when(sub.consent_at or sub.created_at, subscriber.language),
         "requested_ip": sub.consent_ip,
         "ttl_days": settings.confirm_ttl_days,
         "postal_address": settings.postal_address,
