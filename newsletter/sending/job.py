@@ -85,7 +85,8 @@ def audience_of(
 
         found = session.get(Segment, digest.segment_id)
         if found is not None:
-            segment = condition(session, settings, found, now=now)
+            # Relative dates count from the start, so both ledger steps select alike.
+            segment = condition(session, settings, found, now=digest.started_at or now)
     if digest.frequency == "weekly":
         frequency: str | None = "weekly"
     else:
