@@ -41,9 +41,7 @@ def _show(record: dict[str, Any], verb: str, as_json: bool) -> None:
 @click.option("--name", default=None, help="A name for people (default: the slug).")
 @click.option("--json", "as_json", is_flag=True)
 @handled
-def segments_create(
-    slug: str, list_slug: str, where: str, name: str | None, as_json: bool
-) -> None:
+def segments_create(slug: str, list_slug: str, where: str, name: str | None, as_json: bool) -> None:
     """Save a segment; a malformed expression is refused with its column."""
     _show(perform(actions.create, slug, list_slug, where, name), "created", as_json)
 
