@@ -27,6 +27,10 @@ def test_the_wheel_carries_templates_migrations_and_workers(tmp_path: Path):
         "newsletter/templates/email/confirm/body.html",
         "newsletter/templates/email/confirm/subject.txt",
         "newsletter/templates/web/subscribe.html",
+        "newsletter/templates/email/welcome/body.html",
+        "newsletter/templates/email/preferences/subject.txt",
+        "newsletter/i18n/locale/uk/LC_MESSAGES/messages.mo",  # compiled, committed
+        "newsletter/i18n/locale/en/LC_MESSAGES/messages.mo",
         "newsletter/migrations/env.py",
         "newsletter/migrations/script.py.mako",
         "newsletter/migrations/versions/0001_initial_schema.py",
