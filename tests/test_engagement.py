@@ -62,9 +62,33 @@ def _digest_html() -> str:
     )
 
 
+def _composed(app: AppProcesses, track_clicks: bool, track_opens: bool = False) -> int:
+    """A list of two confirmed readers and two stories, its draft made by the composer
+    (`newsletter digest compose`), which tracks the links when the list says so."""
+    with session_scope() as session:
+        mlist = MailingList(
+            slug="news",
+            name="The Newsroom Daily",
+            track_clicks=track_clicks,
+            track_opens=track_opens,
+        )
+        session.add(mlist)
+        session.flush()
+        for i in range(2):
+            reader = Subscriber(email=f"reader{i}@example.org", name=f"Reader {i}")
+            session.add(reader)
+            session.flush()
+            session.add(Subscription(list_id=mlist.id, subscriber_id=reader.id, status="confirmed"))
+        for n, (url, title) in enumerate(STORIES.items()):
+            session.add(Story(slug=f"s{n}", title=title, url=url, list_id=mlist.id))
+    record = json.loads(app.run("digest", "compose", "--list", "news", "--json").stdout)
+    return int(record["id"])
+
+
 def _setup(track_clicks: bool, track_opens: bool = False) -> tuple[int, dict[str, int]]:
     """A list of two confirmed readers and a draft digest of two stories, its links
-    tracked as the composer does when the list has click tracking on."""
+    tracked with links.track as the composer does (the stories' links and nothing else,
+    so the test knows every link)."""
     settings = get_settings()
     with session_scope() as session:
         mlist = MailingList(
@@ -237,15 +261,71 @@ def test_a_tracked_digest_redirects_and_counts_per_story_and_reader(running) -> 
         assert not session.scalars(select(Engagement).where(Engagement.kind == "open")).all()
 
 
-def test_a_list_without_tracking_keeps_its_links_and_has_no_pixel(running) -> None:  # type: ignore[no-untyped-def]
+def test_the_composer_tracks_a_tracked_list_and_leaves_others_alone(running) -> None:  # type: ignore[no-untyped-def]
+    """Through `digest compose` and a worker: a list without tracking keeps its story
+    links and has no pixel; a list with it gets redirects that lead to the stories."""
     app, server = running
-    digest_id, _ = _setup(track_clicks=False)
+    app.start_web()
+    digest_id = _composed(app, track_clicks=False)
     _send(app, digest_id)
     hrefs = _links_in(server, "reader0@example.org")
-    assert [h for h in hrefs if h in STORIES] == [h for h in STORIES for _ in range(2)]
+    pages = {f"{app.base_url}/stories/s0", f"{app.base_url}/stories/s1"}
+    assert pages <= set(hrefs)  # the built-in template links to the stories' pages
     assert not any("/c/" in h for h in hrefs)
     (received,) = server.to("reader0@example.org")
     assert "/o/" not in received.message.get_body(("html",)).get_content()
+
+    with session_scope() as session:
+        mlist = session.scalar(select(MailingList).where(MailingList.slug == "news"))
+        assert mlist is not None
+        mlist.track_clicks = mlist.track_opens = True
+        harbour = Story(
+            slug="s2",
+            title="The harbour, day two",
+            url="https://paper.example/2026/harbour-day-two",
+            list_id=mlist.id,
+            published_at=datetime.now(UTC),
+        )
+        session.add(harbour)
+        session.flush()
+        harbour_id = harbour.id
+    before = len(server.messages)
+    second = json.loads(app.run("digest", "compose", "--list", "news", "--json").stdout)
+    app.run("digest", "send", "--list", "news")
+    wait_status(app, int(second["id"]))
+    server.wait_for(lambda m: len(m) >= before + 2)
+    with session_scope() as session:
+        session.execute(
+            update(Delivery).values(updated_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+    (received,) = server.to("reader1@example.org")[1:]
+    html = received.message.get_body(("html",)).get_content()
+    hrefs = [a.get("href") for a in lxml.html.document_fromstring(html).iter("a")]
+    assert not any("/stories/" in h for h in hrefs)
+    assert f"{app.base_url}/o/" in html
+    tracked = [h for h in hrefs if h.startswith(f"{app.base_url}/c/")]
+    with session_scope() as session:
+        targets = dict(
+            session.execute(
+                select(DigestLink.number, DigestLink.url).where(
+                    DigestLink.digest_id == int(second["id"])
+                )
+            ).all()
+        )
+        (number,) = session.scalars(
+            select(DigestLink.number).where(
+                DigestLink.digest_id == int(second["id"]), DigestLink.story_id == harbour_id
+            )
+        ).all()
+    assert f"{app.base_url}/stories/s2" in targets.values()
+    assert len(set(tracked)) == len(targets)  # every link tracked, one number per URL
+    code = LinkCodes(get_settings().secret)(int(second["id"]), number)
+    (story_link,) = {h for h in tracked if h.endswith("/" + code)}
+    with httpx.Client(headers={"User-Agent": BROWSER}) as client:
+        answer = client.get(story_link)
+    assert answer.status_code == 302
+    assert answer.headers["location"] == f"{app.base_url}/stories/s2"
+    assert (harbour_id, False) in [(story, machine) for story, _, machine in _clicks()]
 
 
 def test_opens_are_counted_only_with_the_pixel_on(running) -> None:  # type: ignore[no-untyped-def]
