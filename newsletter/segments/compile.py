@@ -17,6 +17,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Float,
     String,
@@ -310,15 +311,10 @@ def _attribute_pg(node: Compare, name: str) -> Cond:
         raise SegmentError(node.column, "true and false take = or !=")
     if isinstance(value, int | float):
         # jsonpath's .double() reads a JSON number or a numeric string; on anything else
-        # it fails, and jsonb_path_match with silent true answers NULL: no match. The
-        # name is a checked attribute name (letters, digits, _); the value is bound.
-        path = f'$."{name}".double() {node.op} $v'.replace("!=", "<>")
-        return func.jsonb_path_match(
-            doc,
-            cast(literal(path), JSONPATH),
-            func.jsonb_build_object("v", float(value)),
-            True,
-        ).is_(True)
+        # it fails, which @@ answers with NULL: no match. The path is a constant: the
+        # name is a parsed attribute name (letters, digits, _), the number one we format.
+        path = f'$."{name}".double() {node.op} {float(value)!r}'
+        return cast(doc.op("@@")(cast(literal(path), JSONPATH)), Boolean).is_(True)
     return _op(text, node.op, value)
 
 
