@@ -105,8 +105,8 @@ def test_import_reads_email_and_name_and_reports_bad_rows(store: str, tmp_path: 
 def test_export_writes_csv_and_json(store: str):
     cli("subscribers", "add", "a@example.org", "--list", "morning", "--confirmed")
     csv_out = cli("subscribers", "export").stdout.splitlines()
-    assert csv_out[0] == "email,name,status,subscriptions"
-    assert csv_out[1] == "a@example.org,,active,morning:confirmed"
+    assert csv_out[0] == "email,name,status,subscriptions,language,timezone,attributes"
+    assert csv_out[1] == "a@example.org,,active,morning:confirmed,,,{}"
     assert json.loads(cli("subscribers", "export", "--json").stdout)[0]["email"] == "a@example.org"
 
 
