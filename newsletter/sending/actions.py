@@ -240,10 +240,11 @@ def schedule(
     mlist = find_list(session, list_slug)
     if not has_readers(session, mlist.id):
         raise Conflict("list", f"{list_slug}: no confirmed subscribers to send to")
+    at = later.local_time(send_at, mlist.timezone)  # a bad time says so before anything
     target = _segment(session, settings, mlist, segment)
     digest = pick_digest(session, settings, mlist, digest_id)
     _target(digest, target)
-    later.schedule(session, digest, later.local_time(send_at, mlist.timezone), audit.current().name)
+    later.schedule(session, digest, at, audit.current().name)
     return Done(_with_target(session, digest, target))
 
 
