@@ -9,9 +9,10 @@ which the server answers only after the bounce is committed; every message must 
 recorded. Prints per run DSNs/s, the server's CPU per DSN and the load average, then the
 medians.
 
---baseline REV also times the bounce-server of a git revision (its server.py, loaded
-beside today's code) in the same run, alternating with the current one so the machine's
-drift falls on both alike.
+--baseline REV also times the bounce-server of a git revision (the whole package as of REV,
+checked out into a temporary worktree: parsing, classifying and storing all count) in the
+same run, alternating with the current one so the machine's drift falls on both alike.
+The database is migrated by today's code; older code only ignores the newer columns.
 
     python bench/bounces.py [--messages N] [--connections C] [--runs R] [--postgres]
                             [--baseline REV]
@@ -94,20 +95,6 @@ def prepare(url: str, n: int) -> list[int]:
     return list(ids)
 
 
-# Runs a bounce-server whose server.py is the file given (a previous revision's), with
-# the rest of the package as it is now: the way to time the old storing path.
-LAUNCH = """
-import importlib.util, sys, time
-from newsletter.config import get_settings
-spec = importlib.util.spec_from_file_location("newsletter.bounces.server_then", sys.argv[1])
-module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-module.start_bounce_server(get_settings(), "127.0.0.1", int(sys.argv[2]))
-while True:
-    time.sleep(3600)
-"""
-
-
 @dataclass(frozen=True)
 class Run:
     rate: float  # DSNs/s
@@ -115,29 +102,40 @@ class Run:
     load: float  # 1-minute load average when the run ended
 
 
-def server_command(port: int, server_file: Path | None) -> list[str]:
-    if server_file is None:
+def server_command(port: int, tree: Path | None) -> list[str]:
+    """`newsletter bounce-server` of today's package or of the worktree ``tree``."""
+    code = "import sys; sys.argv[0] = 'newsletter'; from newsletter.cli import main; main()"
+    if tree is None:
         return [sys.executable, "-m", "newsletter", "bounce-server", "--port", str(port)]
-    return [sys.executable, "-c", LAUNCH, str(server_file), str(port)]
+    return [
+        sys.executable,
+        "-c",
+        f"import sys; sys.path.insert(0, {str(tree)!r}); {code}",
+        "bounce-server",
+        "--port",
+        str(port),
+    ]
 
 
-def old_server(rev: str, workdir: Path) -> Path:
-    """server.py as it was at ``rev``."""
-    text = subprocess.run(
-        ["git", "show", f"{rev}:newsletter/bounces/server.py"],
+def old_tree(rev: str, workdir: Path) -> Path:
+    """A detached worktree of ``rev`` (removed by :func:`drop_tree`)."""
+    path = workdir / f"tree-{rev}"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(path), rev],
         cwd=ROOT,
         check=True,
         capture_output=True,
-        text=True,
-    ).stdout
-    path = workdir / f"server_{rev}.py"
-    path.write_text(text)
+    )
     return path
 
 
-def run_once(
-    url: str, n: int, connections: int, workdir: Path, server_file: Path | None = None
-) -> Run:
+def drop_tree(path: Path) -> None:
+    subprocess.run(
+        ["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True
+    )
+
+
+def run_once(url: str, n: int, connections: int, workdir: Path, tree: Path | None = None) -> Run:
     from sqlalchemy import func, select
 
     from newsletter.config import Settings
@@ -158,7 +156,7 @@ def run_once(
         "NEWSLETTER_DATA_DIR": str(workdir),
     }
     server = subprocess.Popen(
-        server_command(port, server_file),
+        server_command(port, tree),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -235,11 +233,11 @@ def parse_cpu_ms(rounds: int = 3) -> float:
     return (time.process_time() - start) * 1000 / (rounds * len(messages))
 
 
-def measure(args: argparse.Namespace, server_file: Path | None) -> Run:
+def measure(args: argparse.Namespace, tree: Path | None) -> Run:
     with tempfile.TemporaryDirectory(prefix="nl-bench-bounces-") as tmp:
         url, pg = database(args.postgres, Path(tmp))
         try:
-            return run_once(url, args.messages, args.connections, Path(tmp), server_file)
+            return run_once(url, args.messages, args.connections, Path(tmp), tree)
         finally:
             if pg is not None:
                 admin, name = pg
@@ -258,19 +256,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nl-bench-old-") as keep:
         variants: dict[str, Path | None] = {}
         if args.baseline:
-            variants[f"at {args.baseline}"] = old_server(args.baseline, Path(keep))
+            variants[f"at {args.baseline}"] = old_tree(args.baseline, Path(keep))
         variants["now"] = None
         runs: dict[str, list[Run]] = {label: [] for label in variants}
-        for number in range(1, args.runs + 1):
-            for label, server_file in variants.items():
-                run = measure(args, server_file)
-                runs[label].append(run)
-                print(
-                    f"run {number} {label:>12}: {args.messages} DSNs in "
-                    f"{args.messages / run.rate:.2f}s = {run.rate:.0f}/s, "
-                    f"server CPU {run.cpu_ms:.2f} ms/DSN, load {run.load:.2f}",
-                    flush=True,
-                )
+        try:
+            _rounds(args, variants, runs)
+        finally:
+            for tree in variants.values():
+                if tree is not None:
+                    drop_tree(tree)
+    _summary(args, runs)
+
+
+def _rounds(
+    args: argparse.Namespace, variants: dict[str, Path | None], runs: dict[str, list[Run]]
+) -> None:
+    for number in range(1, args.runs + 1):
+        for label, tree in variants.items():
+            run = measure(args, tree)
+            runs[label].append(run)
+            print(
+                f"run {number} {label:>12}: {args.messages} DSNs in "
+                f"{args.messages / run.rate:.2f}s = {run.rate:.0f}/s, "
+                f"server CPU {run.cpu_ms:.2f} ms/DSN, load {run.load:.2f}",
+                flush=True,
+            )
+
+
+def _summary(args: argparse.Namespace, runs: dict[str, list[Run]]) -> None:
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(
         f"medians of {args.runs} runs ({backend}, {args.connections} connections, "

@@ -4,6 +4,7 @@ forged, unknown, oversized and non-bounce mail is refused with the right SMTP co
 
 from __future__ import annotations
 
+import json
 import re
 import smtplib
 import time
@@ -25,8 +26,9 @@ from newsletter.bounces.server import start_bounce_server
 from newsletter.config import Settings
 from newsletter.db import session_scope
 from newsletter.mail.verp import verp_address
-from newsletter.models import BounceEvent, Delivery, Subscriber, Suppression
+from newsletter.models import BounceEvent, Delivery, Subscriber, Suppression, WebhookDelivery
 from newsletter.subscriptions.addresses import email_hash
+from newsletter.webhooks import actions as webhook_actions
 from tests.bounce_support import (
     BOUNCE_DOMAIN,
     STATUS_AFTER,
@@ -383,10 +385,28 @@ def _snapshot(settings: Settings, domain: str) -> list[object]:
         return out
 
 
+def _webhooks(domain: str) -> list[object]:
+    """The bounced/complained events written for readers at ``domain``, in order."""
+    with session_scope() as session:
+        rows = session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)).all()
+        out: list[object] = []
+        for row in rows:
+            data = json.loads(row.payload)["data"]
+            if data["email"].endswith(f"@{domain}"):
+                email = data.pop("email").split("@")[0]
+                data.pop("digest_id")
+                out.append((row.event_type, email, sorted(data.items())))
+        return out
+
+
 def test_a_group_has_the_effects_of_its_messages_one_at_a_time(
     bounce_settings: Settings,
 ) -> None:
     settings = bounce_settings
+    with session_scope() as session:
+        webhook_actions.add_webhook(
+            session, settings, "http://127.0.0.1:9/h", ["bounced", "complained"]
+        )
     alone = _scenario(settings, "alone.example")
     outcomes_alone = []
     for address, raw in alone:
@@ -402,3 +422,8 @@ def test_a_group_has_the_effects_of_its_messages_one_at_a_time(
 
     assert outcomes_group == outcomes_alone
     assert _snapshot(settings, "group.example") == _snapshot(settings, "alone.example")
+    # The webhook events too (the same ones, though the group writes them in its order).
+    assert sorted(_webhooks("group.example"), key=repr) == sorted(
+        _webhooks("alone.example"), key=repr
+    )
+    assert _webhooks("group.example")

@@ -29,9 +29,10 @@ from newsletter.bounces.handling import (
     HARD_REASON,
     SOFT_REASON,
     Handled,
+    _emit,
     _status,
     fingerprint,
-    soft_score,
+    soft_scores,
 )
 from newsletter.bounces.inbound import MessageOutcome, delivery_from, handle_message
 from newsletter.bounces.parse import BounceResult, analyse
@@ -269,12 +270,18 @@ def _insert_events(session: Session, rows: list[_Row], source: str, now: datetim
 
 
 def _apply_rows(session: Session, settings: Settings, rows: list[_Row], now: datetime) -> None:
-    """The policy of :func:`newsletter.bounces.handling._apply` for inserted rows."""
+    """The policy of :func:`newsletter.bounces.handling._apply` for inserted rows, and
+    the webhook event :func:`newsletter.bounces.handling.record_bounce` emits.
+
+    The soft scores are read once for the group, after the inserts: each row's reader is
+    its own, so another row's writes cannot change them."""
     suppressions: dict[str, str] = {}
     complained: list[int] = []
-    for row in rows:
-        if row.action != "new":
-            continue
+    new = [row for row in rows if row.action == "new"]
+    scores = soft_scores(
+        session, settings, [row.subscriber.id for row in new if row.result.kind == "soft"], now
+    )
+    for row in new:
         kind, delivery, subscriber = row.result.kind, row.delivery, row.subscriber
         if kind in ("policy", "ignore"):
             row.action = "counted" if kind == "policy" else "ignored"
@@ -291,14 +298,16 @@ def _apply_rows(session: Session, settings: Settings, rows: list[_Row], now: dat
                 "unsubscribed",
             )
         else:  # soft: the score reads the events just inserted
-            subscriber.bounce_score = soft_score(session, settings, subscriber.id, now)
+            subscriber.bounce_score = scores[subscriber.id]
             if subscriber.bounce_score < settings.soft_bounce_limit:
                 row.action = "scored"
+                _emit(session, row.result, subscriber, delivery, row.action)
                 continue
             reason, status, row.action = SOFT_REASON, SubscriberStatus.bounced, "suppressed"
         if _RANK.get(status, 0) >= _RANK.get(_status(subscriber), 0):
             subscriber.status = status
         suppressions.setdefault(email_hash(subscriber.email, settings.secret), reason)
+        _emit(session, row.result, subscriber, delivery, row.action)
         log.info(
             "bounce %s/%s: delivery %s subscriber %s -> %s",
             kind,
