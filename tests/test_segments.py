@@ -340,3 +340,42 @@ def test_the_api_answers_a_malformed_expression_with_400_and_counts(
         assert client.get("/api/segments/nope", headers=auth).status_code == 404
         assert client.delete("/api/segments/k", headers=auth).status_code == 200
         assert client.get("/api/segments", headers=auth).json() == []
+
+
+def test_a_send_at_a_time_to_a_segment_reaches_only_it(sqlite_db: str) -> None:
+    """`digest send --segment S --at T`: scheduled with its segment; when beat finds it
+    due, the ledger holds the segment's confirmed, active readers only."""
+    from newsletter.sending import actions as sending
+    from newsletter.sending.later import start_due
+
+    settings = get_settings()
+    with session_scope() as session:
+        _people(session)
+        actions.create(session, settings, "kyiv", "news", 'attributes.city = "Kyiv"')
+        draft = Digest(
+            list_id=actions.find_segment(session, "kyiv").list_id, subject="s", html=HTML, text=TEXT
+        )
+        session.add(draft)
+        session.flush()
+        digest_id = draft.id
+        at = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+        with pytest.raises(InvalidInput, match="no segment called 'nope'"):
+            sending.schedule(session, settings, "news", digest_id, at, "nope")
+        st = sending.schedule(session, settings, "news", digest_id, at, "kyiv").value
+        assert st["status"] == "scheduled" and st["segment"] == "kyiv" and st["send_at"]
+    started: list[int] = []
+    assert (
+        start_due(
+            settings, lambda d, r: started.append(d), now=datetime.now(UTC) + timedelta(hours=2)
+        )
+        == 1
+    )
+    with session_scope() as session:
+        names = set(
+            session.scalars(
+                select(Subscriber.name)
+                .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+                .where(Delivery.digest_id == digest_id)
+            )
+        )
+    assert names == {"ana"}  # cy is unconfirmed, ed bounced
