@@ -18,6 +18,15 @@ for _name in list(os.environ):
         "NEWSLETTER_TEST_POSTGRES_URL",
     ):
         del os.environ[_name]
+# Wheels the tests build from the checkout (`pip wheel .`): setuptools' build/ and egg-info
+# folders of the session's own, not the checkout's, which parallel xdist workers share and
+# where two builds at once would remove each other's files. Read by the build backend that
+# pip runs (setuptools' DIST_EXTRA_CONFIG).
+_BUILD_CFG = _SESSION_DIR / "setuptools.cfg"
+_BUILD_CFG.write_text(
+    f"[build]\nbuild_base = {_SESSION_DIR / 'build'}\n[egg_info]\negg_base = {_SESSION_DIR}\n"
+)
+os.environ["DIST_EXTRA_CONFIG"] = str(_BUILD_CFG)
 
 from newsletter.config import get_settings  # noqa: E402
 from tests.services import (  # noqa: E402

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -75,8 +76,31 @@ def wait_until(
         time.sleep(interval)  # the polling interval, not a wait for X
 
 
+# The xdist worker this process is ("gw0", "gw1", ...; "" when pytest runs alone): what
+# keeps parallel workers apart in ports, database names and folders.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_WORKER_INDEX = int(WORKER[2:]) if WORKER[2:].isdigit() else 0
+
+# Ports for the servers tests start: a block of this worker's own, below the kernel's
+# ephemeral range (32768-60999), so that no other xdist worker, and no outgoing connection
+# (which takes an ephemeral port), can take a port between free_port() and the server
+# binding it. A random start inside the block keeps two separate pytest runs apart too.
+_PORT_BLOCK = 1000
+_PORT_BASE = 20000 + (_WORKER_INDEX % 12) * _PORT_BLOCK
+_next_port = itertools.count(random.randrange(_PORT_BLOCK))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port nobody listens on, for a server the test is about to start."""
+    for _ in range(_PORT_BLOCK):
+        port = _PORT_BASE + next(_next_port) % _PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or still in TIME_WAIT): the next one
+            return port
+    with socket.socket() as s:  # the whole block busy: let the kernel choose
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -97,7 +121,7 @@ def postgres_database() -> Iterator[str]:
             str(exc).strip().splitlines()[0],
             "start it or set NEWSLETTER_TEST_POSTGRES_URL",
         )
-    name = f"nl_test_{uuid.uuid4().hex[:12]}"
+    name = f"nl_test_{WORKER or 'main'}_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         base = PG_ADMIN_URL.rsplit("/", 1)[0]
