@@ -90,20 +90,21 @@ def _seed(name: str, n: int) -> None:
             "INSERT INTO lists (slug, name, description, timezone, created_at) "
             f"VALUES ('{LIST}', 'Segment bench', '', 'UTC', now())"
         )
-        # Deterministic but uncorrelated draws: a multiplicative hash of the row number.
+        # Deterministic draws, independent per field: a hash of the row number and a salt.
         conn.execute(
             "INSERT INTO subscribers (email, name, status, bounce_score, created_at, attributes,"
             " language, timezone) "
             "SELECT 'reader' || g || '@example.org', 'Reader ' || g, 'active', 0,"
-            " now() - ((g::bigint * 7919) %% 730) * interval '1 day',"
-            f" jsonb_build_object('city', ({cities})[1 + (g::bigint * 2654435761) %% 50],"
+            " now() - (abs(hashtext(g || 'd')) %% 730) * interval '1 day',"
+            f" jsonb_build_object('city', ({cities})[1 + abs(hashtext(g || 'c')) %% 50],"
             "   'plan', (ARRAY['free', 'free', 'free', 'pro', 'team'])"
-            "      [1 + (g::bigint * 40503) %% 5],"
-            "   'age', CASE WHEN g %% 10 = 0 THEN to_jsonb(((18 + (g::bigint * 97) %% 60))::text)"
-            "               ELSE to_jsonb(18 + (g::bigint * 97) %% 60) END),"
-            " CASE WHEN (g::bigint * 31) %% 3 = 0 THEN 'en' ELSE 'uk' END,"
+            "      [1 + abs(hashtext(g || 'p')) %% 5],"
+            "   'age', CASE WHEN g %% 10 = 0"
+            "               THEN to_jsonb((18 + abs(hashtext(g || 'a')) %% 60)::text)"
+            "               ELSE to_jsonb(18 + abs(hashtext(g || 'a')) %% 60) END),"
+            " CASE WHEN abs(hashtext(g || 'l')) %% 3 = 0 THEN 'en' ELSE 'uk' END,"
             " (ARRAY['Europe/Kyiv', 'Europe/Warsaw', 'Europe/Berlin', 'Europe/London',"
-            "        'America/New_York', NULL])[1 + (g::bigint * 17) %% 6]"
+            "        'America/New_York', NULL])[1 + abs(hashtext(g || 'z')) %% 6]"
             " FROM generate_series(1, %s) g",
             (n,),
         )
