@@ -552,6 +552,23 @@ def kind_of(reason: str, status: str = "") -> Kind:
     return "soft"
 
 
+def _case_sensitive(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """The same pattern without IGNORECASE, for lower-cased ASCII text.
+
+    Why: ``re`` matches case-insensitively character by character and cannot use its fast
+    literal scans, so the ~30 patterns below cost three times as much as on text lowered
+    once. Equal results: every letter the patterns name is lower case (checked here), and
+    on ASCII text IGNORECASE means exactly "as if both were lower case"; text with other
+    characters (where Unicode case folding differs) keeps the original patterns.
+    """
+    if re.search(r"[A-Z]", re.sub(r"\\.", "", pattern.pattern)):
+        raise ValueError(f"upper-case letter in a reason pattern: {pattern.pattern!r}")
+    return re.compile(pattern.pattern, pattern.flags & ~re.IGNORECASE)
+
+
+_LOWER_PATTERNS: Final = tuple((r, _case_sensitive(p)) for r, p in REASON_PATTERNS)
+
+
 def reason_from_text(text: str) -> str:
     """Return the first reason whose pattern matches ``text``, or "" when nothing does.
 
@@ -561,7 +578,10 @@ def reason_from_text(text: str) -> str:
     if not text:
         return ""
     cleaned = _URL.sub(r" \1 ", text)
-    for reason, pattern in REASON_PATTERNS:
+    patterns = REASON_PATTERNS
+    if cleaned.isascii():
+        cleaned, patterns = cleaned.lower(), _LOWER_PATTERNS
+    for reason, pattern in patterns:
         if pattern.search(cleaned):
             return reason
     return ""

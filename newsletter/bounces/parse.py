@@ -238,10 +238,26 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
     return data.decode("latin-1")
 
 
+# A header value that is one plain address (``user@example.com`` or ``<user@example.com>``):
+# what getaddresses() would return for it, without its character-by-character parser.
+_PLAIN_ADDRESS = re.compile(
+    r"\s*(?:(?P<bare>{a})|<(?P<angled>{a})>)\s*".format(
+        a=r"[A-Za-z0-9_%+=-]+(?:\.[A-Za-z0-9_%+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+    )
+)
+
+
 def _addresses(values: Iterable[str]) -> list[str]:
-    """Lower-case addr-specs from header values, dropping anything without an @."""
+    """Lower-case addr-specs from header values, dropping anything without an @.
+
+    Most values are one plain address: those are read by a regular expression, the rest
+    by getaddresses() (all of them together, as a malformed value can affect the next)."""
+    values = [v for v in values if v]
+    plain = [_PLAIN_ADDRESS.fullmatch(v) for v in values]
+    if all(plain):
+        return [(m["bare"] or m["angled"]).lower() for m in plain if m is not None]
     out = []
-    for _name, addr in getaddresses([v for v in values if v]):
+    for _name, addr in getaddresses(values):
         addr = addr.strip().strip("<>").lower()
         if "@" in addr and " " not in addr:
             out.append(addr)
