@@ -46,7 +46,12 @@ def condition(
 
 
 def find_segment(session: Session, slug: str) -> Segment:
-    found = session.scalar(select(Segment).where(Segment.slug == (slug or "").strip()))
+    slug = (slug or "").strip()
+    # A name no segment can have (a NUL byte, say) is simply not found: never sent to
+    # the database, which would refuse some such strings with an error.
+    found = (
+        session.scalar(select(Segment).where(Segment.slug == slug)) if SLUG.match(slug) else None
+    )
     if found is None:
         raise NotFound("segment", f"There is no segment called {slug!r}.")
     return found

@@ -72,6 +72,13 @@ def _apply_options(mlist: MailingList, options: Options) -> None:
         names = [f["name"] for f in form_fields]
         if len(set(names)) != len(names):
             raise InvalidInput("form_fields", "each form field needs a name of its own.")
+    tracking = mlist.track_clicks if options.track_clicks is None else options.track_clicks
+    sunset = mlist.sunset_after if options.sunset_after is None else options.sunset_after
+    if sunset and not tracking:
+        # Without click data every reader looks unengaged: sunset would end them all.
+        raise InvalidInput(
+            "sunset_after", "sunset needs click tracking on the list (--track-clicks)."
+        )
     if options.welcome is not None:
         mlist.welcome = options.welcome
     if local_time is not None:
@@ -165,7 +172,12 @@ def find_list(session: Session, slug: str | None) -> MailingList:
     slug = (slug or "").strip()
     if not slug:
         raise InvalidInput("list", "Please choose a newsletter.")
-    found = session.scalar(select(MailingList).where(MailingList.slug == slug))
+    # A name no list can have (a NUL byte, say) is not found, without asking the database.
+    found = (
+        session.scalar(select(MailingList).where(MailingList.slug == slug))
+        if SLUG.match(slug)
+        else None
+    )
     if found is None:
         raise NotFound("list", f"There is no newsletter called {slug!r}.")
     return found
