@@ -195,17 +195,23 @@ def _delivery_id(settings: Settings, item: Arrived) -> int | None:
 def _preload(
     session: Session, settings: Settings, items: Sequence[Arrived]
 ) -> tuple[dict[int, Delivery], dict[int, Subscriber]]:
-    """The group's deliveries and subscribers in two queries; they stay in the session, so
+    """The group's deliveries and subscribers in one query; they stay in the session, so
     :func:`handle_message` finds them there too."""
     ids = {d for d in (_delivery_id(settings, item) for item in items) if d is not None}
     if not ids:
         return {}, {}
-    deliveries = {d.id: d for d in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
-    readers = {d.subscriber_id for d in deliveries.values() if d.subscriber_id is not None}
-    if not readers:
-        return deliveries, {}
-    found = session.scalars(select(Subscriber).where(Subscriber.id.in_(readers)))
-    return deliveries, {s.id: s for s in found}
+    deliveries: dict[int, Delivery] = {}
+    subscribers: dict[int, Subscriber] = {}
+    found = session.execute(
+        select(Delivery, Subscriber)
+        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.id.in_(ids))
+    )
+    for delivery, subscriber in found:
+        deliveries[delivery.id] = delivery
+        if subscriber is not None:
+            subscribers[subscriber.id] = subscriber
+    return deliveries, subscribers
 
 
 def _split(
