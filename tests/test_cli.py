@@ -185,3 +185,28 @@ def test_an_unreachable_database_is_a_service_failure_not_a_traceback(tmp_path: 
     )
     assert result.returncode == 1
     assert "database unreachable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_list_audience_options_are_set_checked_and_shown(store: str):
+    made = cli(
+        "lists", "update", "morning", "--local-time", "07:00", "--welcome", "--track-clicks",
+        "--sunset-after", "4", "--form-field", "city:Your city!", "--json",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    shown = json.loads(made.stdout)
+    assert shown["local_time"] == "07:00" and shown["welcome"] is True
+    assert shown["sunset_after"] == 4 and shown["track_clicks"] is True
+    assert shown["form_fields"] == [{"name": "city", "label": "Your city", "required": True}]
+    # Bad input: one line, exit 2, nothing changed.
+    for args, says in (
+        (["--local-time", "25:00"], "not a time of day"),
+        (["--weekly", "every monday"], "not a cron expression"),
+        (["--no-track-clicks"], "sunset needs click tracking"),
+        (["--form-field", "Email"], "not an attribute name"),
+    ):
+        refused = cli("lists", "update", "morning", *args)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert says in refused.stderr and "Traceback" not in refused.stderr
+    after = json.loads(cli("lists", "list", "--json").stdout)
+    assert [r for r in after if r["slug"] == "morning"][0]["local_time"] == "07:00"
+    assert [r for r in after if r["slug"] == "morning"][0]["track_clicks"] is True
