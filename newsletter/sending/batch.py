@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, bindparam, func, literal, or_, select, update
+from sqlalchemy import String, Table, and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
@@ -213,16 +213,38 @@ def released(row: Row, *, cancelled: bool) -> Change:
 
 @dataclass
 class Ledger:
-    """Changes not yet folded into the database (sent ones as bare ids: the common case)."""
+    """Changes not yet folded into the database (sent ones as bare ids: the common case).
+
+    `order` places each of the batch's claimed rows (id → position, by id): accepts of
+    rows next to each other there are folded as one id range (`sent_ranges`).
+    """
 
     sent: list[int] = field(default_factory=list)
     other: list[Change] = field(default_factory=list)
+    order: dict[int, int] = field(default_factory=dict)
 
     def add(self, change: Change) -> None:
         if change.status == DeliveryStatus.sent:
             self.sent.append(change.delivery_id)
         else:
             self.other.append(change)
+
+    def sent_ranges(self) -> list[Range]:
+        """The accepts as (lo, hi) id ranges, each holding no row of the batch but accepted
+        ones: a run breaks at every claimed row not accepted (deferred, bounced, failed,
+        not sent yet), so `id BETWEEN lo AND hi` under this batch's claim writes exactly
+        the accepted rows (ids in between that the batch did not claim carry another
+        claim or none). An id `order` does not place is a range of its own."""
+        ranges: list[Range] = []
+        last: int | None = None
+        for delivery_id in sorted(self.sent):
+            place = self.order.get(delivery_id)
+            if place is not None and last is not None and place == last + 1:
+                ranges[-1] = (ranges[-1][0], delivery_id)
+            else:
+                ranges.append((delivery_id, delivery_id))
+            last = place
+        return ranges
 
     def __bool__(self) -> bool:
         return bool(self.sent or self.other)
@@ -430,7 +452,8 @@ class _Sender:
             for n in {r.variant for r in batch.rows if r.variant}
         }
         self.journal = batch.ctx.journal(batch.digest_id)
-        self.ledger = Ledger()
+        self.order = {row.id: place for place, row in enumerate(batch.rows)}
+        self.ledger = Ledger(order=self.order)
 
     def run(self) -> None:
         pending = self._triage(self.batch.rows)
@@ -567,7 +590,7 @@ class _Sender:
         self.result.retry_in = self.settings.send_probe_seconds
 
     def _fold(self, renew: list[int] | None = None, *, journal: bool = True) -> None:
-        ledger, self.ledger = self.ledger, Ledger()
+        ledger, self.ledger = self.ledger, Ledger(order=self.order)
         _fold(
             self.settings,
             self.template,
@@ -594,25 +617,25 @@ def _claim(
                 .where(*in_range, _T.c.status == DeliveryStatus.sending, _T.c.claim == claim.fresh)
                 .values(claim=claim.taken_over, claimed_at=now)
             )
-        session.execute(
-            _T.update()
-            .where(*in_range, _T.c.status == DeliveryStatus.sending, _T.c.claimed_at < stale)
-            .values(claim=claim.taken_over, claimed_at=now)
+        # One UPDATE over the range takes both: rows of a dead worker (still `sending`,
+        # claim not renewed for the lease) are taken over (their attempt was counted),
+        # due rows are claimed fresh and counted. The SET sees each row as it was.
+        stale_row = and_(_T.c.status == DeliveryStatus.sending, _T.c.claimed_at < stale)
+        due_row = and_(
+            _T.c.status.in_((DeliveryStatus.queued, DeliveryStatus.deferred)),
+            # A queued row with next_attempt_at is not due before it: a send at
+            # the reader's local time (sending/job.py) writes each row's due time.
+            or_(_T.c.next_attempt_at.is_(None), _T.c.next_attempt_at <= now),
         )
+        was_sending = _T.c.status == DeliveryStatus.sending
         session.execute(
             _T.update()
-            .where(
-                *in_range,
-                # A queued row with next_attempt_at is not due before it: a send at
-                # the reader's local time (sending/job.py) writes each row's due time.
-                _T.c.status.in_((DeliveryStatus.queued, DeliveryStatus.deferred)),
-                or_(_T.c.next_attempt_at.is_(None), _T.c.next_attempt_at <= now),
-            )
+            .where(*in_range, or_(stale_row, due_row))
             .values(
                 status=DeliveryStatus.sending,
-                claim=claim.fresh,
+                claim=case((was_sending, claim.taken_over), else_=claim.fresh),
                 claimed_at=now,
-                attempts=_T.c.attempts + 1,
+                attempts=_T.c.attempts + case((was_sending, 0), else_=1),
             )
         )
     with session_scope() as session:
@@ -776,9 +799,15 @@ def _fold(
                 + sql_cast(_T.c.id, String)
                 + literal(template.message_id_suffix)
             )
+            # One range UPDATE per run of accepts (one for a batch without exceptions),
+            # sent together as one executemany.
             session.execute(
                 _T.update()
-                .where(_T.c.id.in_(ledger.sent), _T.c.claim.in_(marks))
+                .where(
+                    _T.c.id >= bindparam("b_lo"),
+                    _T.c.id <= bindparam("b_hi"),
+                    (_T.c.claim == marks[0]) | (_T.c.claim == marks[1]),
+                )
                 .values(
                     status=DeliveryStatus.sent,
                     smtp_code=250,
@@ -787,7 +816,8 @@ def _fold(
                     message_id=message_id,
                     claim=None,
                     updated_at=now,
-                )
+                ),
+                [{"b_lo": lo, "b_hi": hi} for lo, hi in ledger.sent_ranges()],
             )
         if ledger.other:
             session.execute(
