@@ -89,7 +89,8 @@ def test_cancelled_part_way_the_rest_get_its_stories_and_nobody_twice(
     _stories(*FIRST, ago=timedelta(minutes=5))
     server = SmtpServer().start()
     env = send_env(data_dir, server.url, database, None)
-    env |= {"NEWSLETTER_SEND_RATE": "5", "NEWSLETTER_SEND_BATCH_SIZE": "500"}
+    # Ten seconds of sending: time for the cancel command to start on a loaded machine.
+    env |= {"NEWSLETTER_SEND_RATE": "3", "NEWSLETTER_SEND_BATCH_SIZE": "500"}
     app = AppProcesses(env, tmp_path)
     try:
         app.start_worker("--concurrency", "1")

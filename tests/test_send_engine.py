@@ -153,7 +153,9 @@ def test_pause_resume_and_cancel_from_the_cli(
     digest_id = populate(emails)
     server = SmtpServer().start()
     env = send_env(data_dir, server.url, sqlite_db, None)
-    env["NEWSLETTER_SEND_RATE"] = "10"  # slow enough to steer: ten seconds of sending
+    # Slow enough to steer: 25 seconds of sending, while a `newsletter` command can take
+    # several seconds to start on a loaded machine (the suite runs in parallel).
+    env["NEWSLETTER_SEND_RATE"] = "4"
     app = AppProcesses(env, tmp_path)
     try:
         app.start_worker("--concurrency", "1")
