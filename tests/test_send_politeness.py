@@ -21,12 +21,12 @@ from tests.services import AppProcesses, Received, SmtpRules, SmtpServer
 SENT_LINE = re.compile(r"send_batch\[[^\]]+\] succeeded in [\d.]+s: \{'sent': (\d+)")
 
 
-def _busiest_second(messages: list[Received]) -> int:
-    """The most messages the server accepted within any one second."""
+def _busiest_second(messages: list[Received], window: float = 1.0) -> int:
+    """The most messages the server accepted within any one second (or `window`)."""
     times = sorted(m.at for m in messages)
     most, start = 0, 0
     for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
+        while t - times[start] >= window:
             start += 1
         most = max(most, end - start + 1)
     return most
@@ -38,9 +38,13 @@ def _assert_capped_at_20_per_second(server: SmtpServer, emails: list[str]) -> No
     times = sorted(m.at for m in server.messages)
     # 60 messages at 20/s: the first and the last are at least ~2.5 s apart ...
     assert times[-1] - times[0] >= 2.5, times[-1] - times[0]
-    # ... and no second ever saw many more than 20 (the shared cap counts in 1/10 s
-    # windows, so a second may straddle one window more).
-    assert _busiest_second(server.messages) <= 23, _busiest_second(server.messages)
+    # ... and no second ever saw many more than 20: the shared cap counts in 1/10 s
+    # windows, so a second may straddle one window more, and the times are when the
+    # test's server read each message, which on a loaded machine (the suite runs in
+    # parallel) bunches a few late ones into the next second. No cap, or a doubled
+    # one, would show 40 to 60 in one second; over two seconds the jitter evens out.
+    assert _busiest_second(server.messages) <= 28, _busiest_second(server.messages)
+    assert _busiest_second(server.messages, 2.0) <= 43, _busiest_second(server.messages, 2.0)
 
 
 def test_send_rate_is_shared_by_two_workers_through_redis(
