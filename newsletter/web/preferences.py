@@ -73,6 +73,18 @@ def _csrf_ok(request: Request, form: dict[str, str]) -> bool:
     )
 
 
+async def _refused_form(request: Request) -> HTMLResponse | None:
+    """The error page for a data button's POST that is too large or lacks its CSRF
+    token; None when it may go on (the buttons carry nothing else)."""
+    try:
+        form = await _form(request)
+    except InvalidInput as exc:
+        return error_page(request, 413, "Error", exc.message)
+    if not _csrf_ok(request, form):
+        return error_page(request, 403, FORM_EXPIRED, FORM_EXPIRED_TEXT)
+    return None
+
+
 def _bad_link(request: Request) -> HTMLResponse:
     return error_page(request, 404, NOT_FOUND, NOT_FOUND_TEXT)
 
@@ -207,12 +219,9 @@ def _save(request: Request, token: str, form: dict[str, str]) -> Response:
 
 @router.post("/preferences/{token}/export")
 async def export_data(request: Request, token: str) -> Response:
-    try:
-        form = await _form(request)
-    except InvalidInput as exc:
-        return error_page(request, 413, "Error", exc.message)
-    if not _csrf_ok(request, form):
-        return error_page(request, 403, FORM_EXPIRED, FORM_EXPIRED_TEXT)
+    refused = await _refused_form(request)
+    if refused is not None:
+        return refused
     try:
         data = await run_in_threadpool(perform, preferences.export_page, token)
     except TokenExpired:
@@ -253,12 +262,9 @@ def erase_page(request: Request, token: str) -> HTMLResponse:
 
 @router.post("/preferences/{token}/erase", response_class=HTMLResponse)
 async def erase_submit(request: Request, token: str) -> Response:
-    try:
-        form = await _form(request)
-    except InvalidInput as exc:
-        return error_page(request, 413, "Error", exc.message)
-    if not _csrf_ok(request, form):
-        return error_page(request, 403, FORM_EXPIRED, FORM_EXPIRED_TEXT)
+    refused = await _refused_form(request)
+    if refused is not None:
+        return refused
     try:
         ctx = await run_in_threadpool(perform, preferences.page_view, token)
         language = page_language(request, str(ctx.get("language") or "") or None)
