@@ -60,7 +60,10 @@ class RateLimiter:
     def _local(self) -> None:
         while True:
             now = time.monotonic()
-            self._tokens = min(max(1.0, self.rate), self._tokens + (now - self._stamp) * self.rate)
+            # At most a tenth of a second banked, as the shared cap's windows: a worker
+            # that stalled (a slow relay, a loaded machine) must not catch up in a burst.
+            cap = max(1.0, self.rate / 10)
+            self._tokens = min(cap, self._tokens + (now - self._stamp) * self.rate)
             self._stamp = now
             if self._tokens >= 1:
                 self._tokens -= 1
