@@ -188,7 +188,7 @@ def send_batch(
     """Run one batch. On a database or broker error it runs again promptly (back-off
     0.5, 1, 2, 4 s, then every SEND_RETRY_TASK_MAX_SECONDS, BATCH_RETRIES times) with the
     same claim token, so it takes its own rows back at once instead of waiting for their
-    lease (batch._claim): a 10 s database restart costs seconds. A task that ran out of
+    lease (ledger._claim): a 10 s database restart costs seconds. A task that ran out of
     retries (or whose retry message was lost with the broker) is acknowledged; its rows'
     claim is no longer renewed and the claim check (recover_claims) hands them on after
     SEND_LEASE_SECONDS.

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class Journal(Protocol):
-    """Where a batch notes each accept before the ledger knows it (batch._fold)."""
+    """Where a batch notes each accept before the ledger knows it (ledger._fold)."""
 
     def record(self, delivery_id: int) -> None:
         """Note one accept, at once and without a round trip; raises if it cannot."""

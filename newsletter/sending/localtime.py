@@ -8,7 +8,7 @@ INSERT … SELECT (a CASE over the zones the list's readers actually use, comput
 per ledger step), on SQLite and PostgreSQL alike: nothing proportional to the list is
 held in memory.
 
-batch._claim does not take a queued row before its time. Beat's send tick wakes what
+ledger._claim does not take a queued row before its time. Beat's send tick wakes what
 became due (`wake_due`): it clears the due time of those rows (a row without one is due)
 and enqueues their range once; rows woken and then lost to a dead broker are found by
 recover_stalled like any other, which never takes a send that only waits for later time
