@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import String, Table, and_, bindparam, case, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
@@ -147,8 +158,8 @@ def _claim(
 ) -> list[Row]:
     now = utcnow()
     stale = now - timedelta(seconds=settings.send_lease_seconds)
-    in_range = (_T.c.digest_id == digest_id, _T.c.id >= lo, _T.c.id <= hi)
     with session_scope() as session:
+        in_range = _in_range(digest_id, lo, hi)
         if resumed:
             # Its own rows of the failed run: accepts of it may be journaled only, so they
             # are handled as a takeover (journal first, attempt not counted again).
@@ -178,7 +189,8 @@ def _claim(
                 attempts=_T.c.attempts + case((was_sending, 0), else_=1),
             )
         )
-    with session_scope() as session:
+        # The same transaction reads what sending needs: the claim is committed with the
+        # rows it returns, and a batch costs one commit less.
         list_id, composed_at = session.execute(
             select(Digest.list_id, Digest.created_at).where(Digest.id == digest_id)
         ).one()
@@ -203,7 +215,8 @@ def _claim(
                 (Subscription.subscriber_id == Delivery.subscriber_id)
                 & (Subscription.list_id == list_id),
             )
-            .where(*in_range, Delivery.claim.in_(claim.marks))
+            # The claim's marks are the batch's own (random tokens): no digest test needed.
+            .where(Delivery.id >= lo, Delivery.id <= hi, Delivery.claim.in_(claim.marks))
             .order_by(Delivery.id)
         )
         return [
@@ -222,6 +235,36 @@ def _claim(
             )
             for r in session.execute(query)
         ]
+
+
+def _in_range(digest_id: int, lo: int, hi: int) -> tuple[ColumnElement[bool], ...]:
+    """The digest's rows with ids in [lo, hi], found by the primary key.
+
+    The digest is tested as `digest_id + 0`, which no index can answer: a send's
+    digest_id is new to the planner's statistics (estimated a few rows), so with a plain
+    `digest_id =` it scanned all of the send's entries in ix_deliveries_digest_status
+    for every batch (a BitmapAnd with the id range), a cost growing with the list.
+    """
+    return (
+        (_T.c.digest_id + 0) == digest_id,
+        _T.c.id >= lo,
+        _T.c.id <= hi,
+    )
+
+
+def renew_claim(digest_id: int, lo: int, hi: int, claim: Claim) -> None:
+    """A live batch's heartbeat: its rows still `sending` keep their claim fresh
+    (claimed_at), found by the primary key (see `_in_range`)."""
+    with session_scope() as session:
+        session.execute(
+            _T.update()
+            .where(
+                *_in_range(digest_id, lo, hi),
+                _T.c.claim.in_(claim.marks),
+                _T.c.status == DeliveryStatus.sending,
+            )
+            .values(claimed_at=utcnow())
+        )
 
 
 _ATTRIBUTE_USE: dict[tuple[str, int, datetime], bool] = {}
