@@ -17,7 +17,10 @@ runs in its own processes, shared with everyone on this server).
 The baseline revision is checked out into a temporary git worktree; the rounds
 alternate baseline / now so the machine's drift touches both. Medians of the rounds.
 
-    python bench/ledger.py [--subscribers N] [--rounds 3] [--baseline REV]
+    python bench/ledger.py [--subscribers N] [--rounds 3] [--baseline REV] [--now REV]
+
+`--now` measures a revision (a worktree too) instead of this checkout, whose files other
+people may be editing meanwhile.
 """
 
 from __future__ import annotations
@@ -238,11 +241,20 @@ def main() -> int:
     ap.add_argument("--subscribers", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline", default=BASELINE, help="git revision to compare with")
+    ap.add_argument(
+        "--now", default=None, help="git revision or checkout to measure (default: this tree)"
+    )
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nl-ledger-"))
     base = work / "baseline"
     git("worktree", "add", "--detach", str(base), args.baseline)
+    now = ROOT
+    if args.now is not None and Path(args.now).is_dir():
+        now = Path(args.now).resolve()  # a checkout prepared by hand (an experiment)
+    elif args.now is not None:
+        now = work / "now"
+        git("worktree", "add", "--detach", str(now), args.now)
     import socket
 
     with socket.socket() as s:
@@ -259,7 +271,7 @@ def main() -> int:
     try:
         time.sleep(0.3)
         for i in range(args.rounds):
-            for label, root in (("baseline", base), ("now", ROOT)):
+            for label, root in (("baseline", base), ("now", now)):
                 load = os.getloadavg()[0]
                 r = round_(root, args.subscribers, port, work)
                 r["load"] = load
@@ -276,6 +288,8 @@ def main() -> int:
         sink.terminate()
         sink.wait()
         git("worktree", "remove", "--force", str(base))
+        if now == work / "now":
+            git("worktree", "remove", "--force", str(now))
         shutil.rmtree(work, ignore_errors=True)
     print("\nbackend CPU by statement (s per 100k, last round; the rest is COMMIT and pings):")
     for label, rounds in results.items():
