@@ -18,6 +18,10 @@ would measure itself.
 
     python bench/subscribe.py [--requests 3000] [--concurrency 32] [--rounds 3]
                               [--backend sqlite|postgres|both] [--baseline REV]
+                              [--web-workers N]
+
+`--web-workers N` starts `newsletter web --workers N` (PostgreSQL + Redis only: more web
+processes share their rate limits through Redis); its CPU is that of all N processes.
 """
 
 from __future__ import annotations
@@ -200,7 +204,9 @@ def caught(outbox: Path) -> tuple[int, int]:
     return len(files), len(to)
 
 
-def one_run(name: str, code: Path, requests: int, concurrency: int, redis_db: int) -> Result:
+def one_run(
+    name: str, code: Path, requests: int, concurrency: int, redis_db: int, web_workers: int = 1
+) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
         port, smtp_port = free_port(), free_port()
@@ -215,7 +221,7 @@ def one_run(name: str, code: Path, requests: int, concurrency: int, redis_db: in
             procs = [
                 service(code, env, "catcher", "--port", str(smtp_port)),
                 service(code, env, "worker"),
-                service(code, env, "web", "--port", str(port)),
+                service(code, env, "web", "--port", str(port), "--workers", str(web_workers)),
             ]
             try:
                 base_url = f"http://127.0.0.1:{port}"
@@ -309,7 +315,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--baseline", metavar="REV", help="also run this git revision's code")
+    parser.add_argument("--web-workers", type=int, default=1, metavar="N", help="web processes")
     args = parser.parse_args()
+    if args.web_workers < 1 or (args.web_workers > 1 and args.backend != "postgres"):
+        parser.error("--web-workers above 1 needs --backend postgres (Redis shares the limits)")
     with tempfile.TemporaryDirectory() as old_tmp:
         versions = {"this": ROOT}
         if args.baseline:
@@ -318,7 +327,8 @@ def main() -> None:
             label = "SQLite + file broker" if name == "sqlite" else "PostgreSQL + Redis"
             print(
                 f"{label}: {args.requests} requests, concurrency {args.concurrency},"
-                f" medians of {args.rounds} rounds, a worker beside the web process",
+                f" medians of {args.rounds} rounds, {args.web_workers} web process(es),"
+                " a worker beside",
                 flush=True,
             )
             runs: dict[str, list[Result]] = {v: [] for v in versions}
@@ -327,7 +337,9 @@ def main() -> None:
                 for version, code in versions.items():
                     redis_db = (redis_db + 1) % 16
                     runs[version].append(
-                        one_run(name, code, args.requests, args.concurrency, redis_db)
+                        one_run(
+                            name, code, args.requests, args.concurrency, redis_db, args.web_workers
+                        )
                     )
             for version, results in runs.items():
                 report(version, results)

@@ -28,6 +28,7 @@ def email_env() -> Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # shipped templates: no stat() of the file at every render
     )
 
 
@@ -36,4 +37,5 @@ def web_env() -> Environment:
     return Environment(
         loader=FileSystemLoader(str(templates_dir() / "web")),
         autoescape=True,
+        auto_reload=False,
     )

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.models import Subscriber, Subscription, utcnow
 from newsletter.subscriptions.lists import create_list
@@ -350,3 +351,66 @@ def test_sign_ups_at_once_are_each_stored_with_one_confirmation(
     assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == sorted(
         f"r{i}@example.org" for i in range(24)
     )
+
+
+def test_each_reader_gets_the_inbox_page_in_their_own_language(client: TestClient):
+    """The "check your inbox" page is kept once rendered: never another reader's language."""
+    english = submit(client, email="ann@example.org")
+    ukrainian = client.post(
+        "/subscribe",
+        data={"email": "olena@example.org", "list": "morning", "csrf_token": form_token(client)},
+        headers={"Accept-Language": "uk-UA,uk;q=0.9"},
+    )
+    chosen = client.post(
+        "/subscribe?lang=uk",
+        data={"email": "taras@example.org", "list": "morning", "csrf_token": form_token(client)},
+    )
+    again = submit(client, email="bob@example.org")
+
+    assert english.status_code == ukrainian.status_code == chosen.status_code == 200
+    assert "Check your inbox" in english.text and english.headers["Content-Language"] == "en"
+    assert "Перевірте пошту" in ukrainian.text and ukrainian.headers["Content-Language"] == "uk"
+    assert "Перевірте пошту" in chosen.text and "/subscribe?lang=en" in chosen.text
+    assert again.text == english.text
+    for name in ("Content-Language", "Content-Security-Policy", "X-Content-Type-Options"):
+        assert again.headers[name] == english.headers[name]
+    assert sorted(stored_subscribers()) == [
+        "ann@example.org",
+        "bob@example.org",
+        "olena@example.org",
+        "taras@example.org",
+    ]
+
+
+def test_a_sign_up_records_who_asked_when_from_where_and_to_what_text(
+    client: TestClient, smtp_server: SmtpServer
+):
+    before = utcnow()
+    done = client.post(
+        "/subscribe",
+        data={
+            "email": "Mira@Example.org",
+            "name": "Mira",
+            "list": "weekly",
+            "csrf_token": form_token(client),
+            "timezone": "Europe/Lisbon",
+            "language": "uk",
+        },
+        headers={"User-Agent": "Browser/1.0"},
+    )
+    assert done.status_code == 200
+    with session_scope() as session:
+        reader = session.scalars(select(Subscriber)).one()
+        (sub,) = reader.subscriptions
+        stored = (reader.email, reader.name, reader.status, reader.language, reader.timezone)
+        consent = (sub.consent_ip, sub.consent_user_agent, sub.consent_source)
+        assert sub.consent_at is not None and sub.consent_at >= before
+        assert sub.consent_text_version == get_settings().consent_version
+        assert (sub.mailing_list.slug, sub.status) == ("weekly", "unconfirmed")
+    assert stored == ("mira@example.org", "Mira", "active", "uk", "Europe/Lisbon")
+    assert consent == ("testclient", "Browser/1.0", "form")
+    # The mail's link is this subscription's and works once.
+    confirmed = client.post(f"/confirm/{confirm_link(smtp_server)}")
+    assert confirmed.status_code == 200
+    with session_scope() as session:
+        assert session.scalars(select(Subscription.status)).one() == "confirmed"

@@ -13,13 +13,14 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, Insert, Row, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, object_session
 
 from newsletter.config import Settings
-from newsletter.errors import InvalidInput
+from newsletter.errors import InvalidInput, NotFound
 from newsletter.i18n import tr
 from newsletter.models import (
+    MailingList,
     Subscriber,
     SubscriberStatus,
     Subscription,
@@ -30,7 +31,7 @@ from newsletter.models import (
 from newsletter.subscriptions.addresses import clean_name, email_hash, normalise_email
 from newsletter.subscriptions.attributes import clean as clean_attributes
 from newsletter.subscriptions.attributes import merge as merge_attributes
-from newsletter.subscriptions.lists import find_list
+from newsletter.subscriptions.lists import SLUG
 from newsletter.subscriptions.tokens import (
     ConfirmClaim,
     TokenInvalid,
@@ -44,6 +45,25 @@ OPERATOR_SOURCES = ("import", "admin")
 # The public sign-up (the form and its JSON variant): attributes only from the list's
 # own form fields.
 PUBLIC_SOURCES = ("form", "api")
+
+
+# The public sign-up's statements, built once: building one per request (and its cache
+# key) cost about as much CPU as running it.
+_LIST = select(MailingList.id, MailingList.slug, MailingList.form_fields).where(
+    MailingList.slug == bindparam("slug")
+)
+# The address's reader and its subscription to the list, if any (one row at most).
+_KNOWN = (
+    select(Subscriber.id, Subscription.id)
+    .outerjoin(
+        Subscription,
+        (Subscription.subscriber_id == Subscriber.id)
+        & (Subscription.list_id == bindparam("list_id")),
+    )
+    .where(Subscriber.email == bindparam("email"))
+)
+_NEW_SUBSCRIBER = insert(Subscriber)
+_NEW_SUBSCRIPTION = insert(Subscription)
 
 
 class Outcome(StrEnum):
@@ -132,23 +152,42 @@ def subscribe(
     extra = clean_attributes(attributes)
     language = _language(settings, language)
     timezone = _timezone(timezone)
-    mlist = find_list(session, list_slug)
+    mlist = _list_row(session, list_slug)
     if consent.source in PUBLIC_SOURCES:
         extra = _form_fields(mlist.form_fields or [], extra, language)
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
-    sub = (
-        session.scalar(
-            select(Subscription).where(
-                Subscription.list_id == mlist.id, Subscription.subscriber_id == subscriber.id
-            )
-        )
-        if subscriber is not None
-        else None
-    )
+    operator = confirmed or consent.source in OPERATOR_SOURCES
+    conn = session.connection()
+    known = conn.execute(_KNOWN, {"email": address, "list_id": mlist.id}).first()
+    if known is None and not operator:
+        # A new reader on the public form, the common case: two plain INSERTs instead of
+        # loading and flushing ORM objects (the front door's CPU per sign-up). The rules are
+        # the ones below for a new address: pending, nonce 1, consent recorded.
+        reader = {
+            "email": address,
+            "name": display,
+            "attributes": extra,
+            "language": language,
+            "timezone": timezone,
+        }
+        subscriber_id = _new_id(conn, _NEW_SUBSCRIBER, reader)
+        status = SubscriptionStatus.unconfirmed.value
+        subscription = {
+            "list_id": mlist.id,
+            "subscriber_id": subscriber_id,
+            "status": status,
+            "token_nonce": 1,
+            "confirm_sent_at": now,
+            **_consent_values(consent, now),
+        }
+        sub_id = _new_id(conn, _NEW_SUBSCRIPTION, subscription)
+        _emit(session, "subscribed", status, None, address, mlist.slug)
+        return SubscribeResult(Outcome.pending, sub_id)
+    subscriber = session.get(Subscriber, known[0]) if known is not None else None
+    sub = session.get(Subscription, known[1]) if known is not None and known[1] else None
     # Operators and imports never override the reader's own unsubscribe, complaint or
     # erasure, nor a mailbox that bounced: refused before anything is written. Only the
     # reader's own double opt-in brings them back (confirming lifts it, see confirm()).
-    if confirmed or consent.source in OPERATOR_SOURCES:
+    if operator:
         refusal = operator_refusal(session, settings, address, subscriber, sub)
         if refusal is not None:
             outcome = (
@@ -165,7 +204,6 @@ def subscribe(
     else:
         if display and not subscriber.name:
             subscriber.name = display
-        operator = confirmed or consent.source in OPERATOR_SOURCES
         _describe(subscriber, extra, language, timezone, overwrite=operator)
     if sub is not None and sub.status == SubscriptionStatus.confirmed:
         return SubscribeResult(Outcome.already_confirmed, sub.id)
@@ -295,12 +333,41 @@ def operator_refusal(
     return None
 
 
+def _consent_values(consent: ConsentRecord, now: datetime) -> dict[str, Any]:
+    """The subscription's columns that record who asked, when, from where, to what text."""
+    return {
+        "consent_at": now,
+        "consent_ip": consent.ip,
+        "consent_user_agent": (consent.user_agent or "")[:512] or None,
+        "consent_source": consent.source,
+        "consent_text_version": consent.text_version,
+    }
+
+
 def _record_consent(sub: Subscription, consent: ConsentRecord, now: datetime) -> None:
-    sub.consent_at = now
-    sub.consent_ip = consent.ip
-    sub.consent_user_agent = (consent.user_agent or "")[:512] or None
-    sub.consent_source = consent.source
-    sub.consent_text_version = consent.text_version
+    for column, value in _consent_values(consent, now).items():
+        setattr(sub, column, value)
+
+
+def _new_id(conn: Connection, statement: Insert, values: dict[str, Any]) -> int:
+    key = conn.execute(statement, values).inserted_primary_key
+    assert key is not None  # an INSERT of one row always has one
+    return int(key[0])
+
+
+def _list_row(session: Session, slug: str | None) -> Row[Any]:
+    """The list asked for (id, slug, form_fields) as find_list() finds it, with its
+    errors, read as one row instead of an ORM object."""
+    slug = (slug or "").strip()
+    if not slug:
+        raise InvalidInput("list", "Please choose a newsletter.")
+    # A name no list can have (a NUL byte, say) is not found, without asking the database.
+    found = None
+    if SLUG.match(slug):
+        found = session.connection().execute(_LIST, {"slug": slug}).first()
+    if found is None:
+        raise NotFound("list", f"There is no newsletter called {slug!r}.")
+    return found
 
 
 class ConfirmState(StrEnum):
@@ -412,7 +479,13 @@ def _emit_subscription(
 ) -> None:
     """The webhook event of a subscription's change (newsletter/webhooks/): an outbox row
     in this transaction per endpoint that asked for it; nothing when none did."""
-    data = {"email": email, "list": slug, "status": sub.status}
+    _emit(session, kind, sub.status, sub.unsubscribe_reason, email, slug)
+
+
+def _emit(
+    session: Session, kind: str, status: str, reason: str | None, email: str, slug: str
+) -> None:
+    data = {"email": email, "list": slug, "status": status}
     if kind == "unsubscribed":
-        data["reason"] = sub.unsubscribe_reason or ""
+        data["reason"] = reason or ""
     emit(session, kind, data)
