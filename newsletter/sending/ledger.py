@@ -50,6 +50,7 @@ from newsletter.sending.journal import Journal
 Range = tuple[int, int]
 log = logging.getLogger(__name__)
 _T = cast(Table, Delivery.__table__)
+_PROGRESS_EVERY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +401,16 @@ def _fold(
                 )
                 .values(claimed_at=now)
             )
-        session.execute(update(Digest).where(Digest.id == digest_id).values(progress_at=now))
+        # The send's liveness for recover_stalled (minutes), written at most once a second:
+        # every fold of every connection would otherwise lock and rewrite the one digest row.
+        session.execute(
+            update(Digest)
+            .where(
+                Digest.id == digest_id,
+                or_(Digest.progress_at.is_(None), Digest.progress_at < now - _PROGRESS_EVERY),
+            )
+            .values(progress_at=now)
+        )
     if journal is not None and ledger.sent:
         try:
             journal.forget(ledger.sent)
