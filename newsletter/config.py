@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     dkim_ed25519_key_file: Path | None = None
     dkim_ed25519_selector: str | None = None
     send_batch_size: int = Field(100, ge=1, le=10000)
+    # The most SMTP connections the deployment keeps open to the relay (its workers split it).
+    send_connections: int = Field(50, ge=1)
     # start_send writes this many recipients at once, the rest in a task (job.py).
     send_first_chunk: int = Field(2000, ge=1)
     send_max_attempts: int = Field(5, ge=1)
