@@ -13,9 +13,11 @@ medians.
 checked out into a temporary worktree: parsing, classifying and storing all count) in the
 same run, alternating with the current one so the machine's drift falls on both alike.
 The database is migrated by today's code; older code only ignores the newer columns.
+--processes N is passed to today's server only (default: the command's own, one per CPU
+on PostgreSQL); the server's CPU counts all its processes.
 
     python bench/bounces.py [--messages N] [--connections C] [--runs R] [--postgres]
-                            [--baseline REV]
+                            [--baseline REV] [--processes N]
 """
 
 from __future__ import annotations
@@ -102,11 +104,12 @@ class Run:
     load: float  # 1-minute load average when the run ended
 
 
-def server_command(port: int, tree: Path | None) -> list[str]:
+def server_command(port: int, tree: Path | None, processes: int | None) -> list[str]:
     """`newsletter bounce-server` of today's package or of the worktree ``tree``."""
     code = "import sys; sys.argv[0] = 'newsletter'; from newsletter.cli import main; main()"
     if tree is None:
-        return [sys.executable, "-m", "newsletter", "bounce-server", "--port", str(port)]
+        extra = ["--processes", str(processes)] if processes else []
+        return [sys.executable, "-m", "newsletter", "bounce-server", "--port", str(port), *extra]
     return [
         sys.executable,
         "-c",
@@ -135,7 +138,41 @@ def drop_tree(path: Path) -> None:
     )
 
 
-def run_once(url: str, n: int, connections: int, workdir: Path, tree: Path | None = None) -> Run:
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live children."""
+    top = psutil.Process(pid)
+    total = 0.0
+    for proc in [top, *top.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def wait_banner(port: int) -> None:
+    """Until the server answers with its 220 greeting (a bound socket alone accepts
+    connections before any server process serves it)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=5):
+                return
+        except (OSError, smtplib.SMTPException):
+            if time.monotonic() > deadline:
+                raise SystemExit("bounce-server did not start") from None
+            time.sleep(0.05)
+
+
+def run_once(
+    url: str,
+    n: int,
+    connections: int,
+    workdir: Path,
+    tree: Path | None = None,
+    processes: int | None = None,
+) -> Run:
     from sqlalchemy import func, select
 
     from newsletter.config import Settings
@@ -156,21 +193,13 @@ def run_once(url: str, n: int, connections: int, workdir: Path, tree: Path | Non
         "NEWSLETTER_DATA_DIR": str(workdir),
     }
     server = subprocess.Popen(
-        server_command(port, tree),
+        server_command(port, tree, processes),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("bounce-server did not start") from None
-                time.sleep(0.05)
+        wait_banner(port)
         failures: list[str] = []
 
         def client(part: list[int]) -> None:
@@ -183,16 +212,14 @@ def run_once(url: str, n: int, connections: int, workdir: Path, tree: Path | Non
 
         parts = [list(range(c, n, connections)) for c in range(connections)]
         threads = [threading.Thread(target=client, args=(p,)) for p in parts]
-        before = psutil.Process(server.pid).cpu_times()
-        start_cpu = before.user + before.system  # start-up and imports are not per DSN
+        start_cpu = tree_cpu(server.pid)  # start-up and imports are not per DSN
         start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
-        cpu = psutil.Process(server.pid).cpu_times()
-        cpu_ms = (cpu.user + cpu.system - start_cpu) * 1000 / n
+        cpu_ms = (tree_cpu(server.pid) - start_cpu) * 1000 / n
     finally:
         server.terminate()
         server.wait(10)
@@ -237,7 +264,8 @@ def measure(args: argparse.Namespace, tree: Path | None) -> Run:
     with tempfile.TemporaryDirectory(prefix="nl-bench-bounces-") as tmp:
         url, pg = database(args.postgres, Path(tmp))
         try:
-            return run_once(url, args.messages, args.connections, Path(tmp), tree)
+            processes = args.processes if tree is None else None
+            return run_once(url, args.messages, args.connections, Path(tmp), tree, processes)
         finally:
             if pg is not None:
                 admin, name = pg
@@ -252,6 +280,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--baseline", metavar="REV", help="also time server.py as of REV")
+    parser.add_argument("--processes", type=int, help="today's server processes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nl-bench-old-") as keep:
         variants: dict[str, Path | None] = {}
@@ -287,7 +316,8 @@ def _summary(args: argparse.Namespace, runs: dict[str, list[Run]]) -> None:
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(
         f"medians of {args.runs} runs ({backend}, {args.connections} connections, "
-        f"{args.messages} messages; {os.cpu_count()} CPUs):"
+        f"{args.messages} messages; {os.cpu_count()} CPUs; "
+        f"processes now: {args.processes or 'the default'}):"
     )
     medians = {label: statistics.median(r.rate for r in got) for label, got in runs.items()}
     print(f"  parsing alone: {parse_cpu_ms():.2f} ms CPU per message (in this process)")

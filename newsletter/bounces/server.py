@@ -26,12 +26,17 @@ sender's MTA retries (unsubscribing twice changes nothing).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
+import os
 import queue
+import signal
+import socket
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -259,14 +264,31 @@ class _LenientSMTP(SMTP):
 
 
 class _Controller(Controller):
-    """Runs the SMTP sessions and, beside them, the writer that stores their messages."""
+    """Runs the SMTP sessions and, beside them, the writer that stores their messages.
+    With ``sock`` it serves that listening socket instead of binding host:port itself."""
 
-    def __init__(self, handler: BounceHandler, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: BounceHandler, sock: socket.socket | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self.writer = handler.writer
+        self._sock = sock
 
     def factory(self) -> SMTP:
         return _LenientSMTP(self.handler, **self.SMTP_kwargs)
+
+    def _create_server(self) -> Any:
+        if self._sock is None:
+            return super()._create_server()
+        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+
+    def _trigger_server(self) -> None:
+        # aiosmtpd checks its factory by connecting to the port; with several processes on
+        # one port that connection may reach another process, so build one directly.
+        if self._sock is None:
+            super()._trigger_server()
+        else:
+            self.loop.call_soon_threadsafe(self._factory_invoker)
 
     def start(self) -> None:
         super().start()  # raises when the port is taken: then no writer is left running
@@ -277,10 +299,39 @@ class _Controller(Controller):
         self.writer.stop()
 
 
-def start_bounce_server(settings: Settings, host: str, port: int) -> Controller:
-    """Start the server in a background thread; ``stop()`` the returned controller."""
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets listening on host:port, one per server process. With more than
+    one, SO_REUSEPORT makes the kernel spread new connections across them; all are bound
+    before any process starts, so no early connection piles onto the first one."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if count > 1:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            sock.listen(512)
+            sock.setblocking(False)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def start_bounce_server(
+    settings: Settings, host: str, port: int, sock: socket.socket | None = None
+) -> Controller:
+    """Start the server in a background thread; ``stop()`` the returned controller.
+    ``sock``: a socket from :func:`listening_sockets` to serve instead of binding."""
     controller = _Controller(
         BounceHandler(settings, GroupWriter(settings)),
+        sock=sock,
         hostname=host,
         port=port,
         data_size_limit=settings.bounce_max_bytes,
@@ -289,3 +340,82 @@ def start_bounce_server(settings: Settings, host: str, port: int) -> Controller:
     )
     controller.start()
     return controller
+
+
+def serve(settings: Settings, socks: list[socket.socket]) -> int:
+    """Serve ``socks`` (from :func:`listening_sockets`) until SIGTERM or SIGINT: one
+    process per socket, this one the parent when there are several. Returns the exit
+    status: 0 on a stop asked for, 1 when a server process ended by itself (the others
+    are stopped too, so the service manager restarts a whole server).
+
+    Why processes: one Python process is CPU-bound on parsing and SMTP at a few hundred
+    DSNs a second, whatever the database does. Each process has its own writer, so
+    groups commit side by side; they are each one transaction, so a lock conflict
+    between two of them only retries the loser message by message."""
+    if len(socks) == 1:
+        return _serve_one(settings, socks[0])
+    children: list[int] = []
+    for sock in socks:
+        pid = os.fork()
+        if pid == 0:
+            for other in socks:
+                if other is not sock:
+                    other.close()
+            _child(settings, sock)
+        children.append(pid)
+    for sock in socks:
+        sock.close()  # a child that dies takes its socket along; the kernel spreads anew
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.set()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    pid, _ = os.wait()
+    children.remove(pid)
+    if not stopping.is_set():
+        log.error("bounce-server process %d ended by itself; stopping the others", pid)
+        status = 1
+        stop(signal.SIGTERM, None)
+    for pid in children:
+        os.waitpid(pid, 0)
+    return status
+
+
+def _child(settings: Settings, sock: socket.socket) -> NoReturn:
+    """A forked server process: it never returns into the command's code."""
+    status = 1
+    try:
+        _die_with_parent()
+        status = _serve_one(settings, sock)
+    except BaseException:  # noqa: BLE001 - logged; the parent sees the status
+        log.exception("bounce-server process failed")
+    finally:
+        logging.shutdown()
+        os._exit(status)
+
+
+def _serve_one(settings: Settings, sock: socket.socket) -> int:
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
+    host, port = sock.getsockname()[:2]
+    controller = start_bounce_server(settings, host, port, sock=sock)
+    while not stopping.wait(1):
+        pass
+    controller.stop()
+    return 0
+
+
+def _die_with_parent() -> None:
+    """A server process stops when its parent is killed (even SIGKILL), so none keeps the
+    port after the command is gone (Linux prctl PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl
+        os._exit(0)

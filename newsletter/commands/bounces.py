@@ -7,12 +7,13 @@
   ``policy_by_domain`` and ``rejected``.
 - ``bounces unsuppress EMAIL``: lift a suppression (operator knows the address works).
 - ``bounces poll``: read the bounce mailbox once (beat does it every minute).
-- ``bounce-server [--host H] [--port P]``: the inbound SMTP server for BOUNCE_DOMAIN.
+- ``bounce-server [--host H] [--port P] [--processes N]``: the inbound SMTP server for
+  BOUNCE_DOMAIN, N processes on one port (SO_REUSEPORT; default 1).
 """
 
 from __future__ import annotations
 
-import time
+import sys
 from pathlib import Path
 
 import click
@@ -109,19 +110,28 @@ def poll_cmd(as_json: bool) -> None:
 @click.command("bounce-server")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=2525, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    # Not one per CPU by default: on a 2-core host shared with PostgreSQL and the senders,
+    # two processes were no faster than one and spent a third more CPU per DSN (smaller
+    # groups, more commits; bench/bounces.py --processes 2).
+    help="Server processes sharing the port, for hosts with idle cores.",
+)
 @handled
-def bounce_server(host: str, port: int) -> None:
+def bounce_server(host: str, port: int, processes: int) -> None:
     """Receive DSNs and complaints for BOUNCE_DOMAIN over SMTP (VERP addresses only)."""
-    from newsletter.bounces.server import start_bounce_server
+    from newsletter.bounces.server import listening_sockets, serve
 
     s = settings()
     try:
-        controller = start_bounce_server(s, host, port)
-    except (OSError, RuntimeError) as exc:
+        socks = listening_sockets(host, port, processes)
+    except OSError as exc:
         raise ServiceError(f"cannot listen on {host}:{port}: {exc}") from None
-    click.echo(f"bounce-server for {s.bounces_domain} on {host}:{port}")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        controller.stop()
+    plural = "es" if processes > 1 else ""
+    click.echo(
+        f"bounce-server for {s.bounces_domain} on {host}:{port}, {processes} process{plural}"
+    )
+    sys.exit(serve(s, socks))
