@@ -96,3 +96,41 @@ def test_a_batch_with_mixed_outcomes_ends_with_the_right_status_per_row(
         assert received == sorted(set(EMAILS) - DEFERRED - BOUNCED - LEFT)
     finally:
         server.stop()
+
+
+def test_a_batch_whose_range_spans_another_send_claims_and_sends_only_its_own_rows(
+    database: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim finds a range's rows by id alone (the primary key) and tests the digest
+    apart: ids of two sends written at once may share a range."""
+    first = [f"first{i}@example.org" for i in range(4)]
+    second = [f"second{i}@example.org" for i in range(4)]
+    first_id = populate(first, slug="first")
+    second_id = populate(second, slug="second")
+    server = SmtpServer().start()
+    try:
+        for name, value in send_env(data_dir, server.url, database, None).items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        settings = get_settings()
+        with session_scope() as session:
+            for digest_id in (first_id, second_id):
+                digest = session.get(Digest, digest_id)
+                assert digest is not None
+                start_send(session, settings, digest)
+        with session_scope() as session:
+            ids = session.scalars(select(Delivery.id)).all()
+        result = run_batch(settings, second_id, min(ids), max(ids))
+        assert result.sent == len(second)
+
+        received = sorted(r for m in server.messages for r in m.rcpt_tos)
+        assert received == sorted(second)
+        with session_scope() as session:
+            rows = session.execute(
+                select(Delivery.digest_id, Delivery.status, Delivery.claim, Delivery.attempts)
+            ).all()
+        assert sorted(r.status for r in rows if r.digest_id == second_id) == ["sent"] * 4
+        untouched = [(r.status, r.claim, r.attempts) for r in rows if r.digest_id == first_id]
+        assert untouched == [("queued", None, 0)] * 4
+    finally:
+        server.stop()
