@@ -193,7 +193,8 @@ def send_batch(
     claim is no longer renewed and the claim check (recover_claims) hands them on after
     SEND_LEASE_SECONDS.
     """
-    from newsletter.sending.batch import Batch, Claim
+    from newsletter.sending.batch import Batch
+    from newsletter.sending.ledger import Claim
 
     settings = get_settings()
     batch = Batch(settings, digest_id, lo, hi, claim=Claim(claim) if claim else None)
