@@ -245,7 +245,7 @@ def _date_field(ctx: Context, node: Compare) -> Cond:
 
 def _last_delivery(ctx: Context, node: Compare) -> Cond:
     """The reader's last sent delivery (any list), as EXISTS over deliveries by subscriber
-    (ix_deliveries_subscriber): never a max() over the whole table."""
+    (uq_deliveries_subscriber_digest, led by subscriber_id): never a max() over the whole table."""
 
     def sent(lo: datetime | None = None, hi: datetime | None = None) -> Cond:
         d = aliased(Delivery)
