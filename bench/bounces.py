@@ -6,8 +6,9 @@ threads each keep one SMTP connection and send DSNs (the corpus of tests/fixture
 round robin) as MAIL FROM:<> to each delivery's VERP address, several transactions per
 connection as MTAs do. The clock runs from the first MAIL to the last 250 after DATA,
 which the server answers only after the bounce is committed; every message must be
-recorded. Prints per run DSNs/s, the server's CPU per DSN and the load average, then the
-medians.
+recorded. Prints per run DSNs/s, the server's CPU per DSN, the sending clients' CPU per
+DSN (they share the machine with the server and PostgreSQL) and the load average, then
+the medians.
 
 --baseline REV also times the bounce-server of a git revision (the whole package as of REV,
 checked out into a temporary worktree: parsing, classifying and storing all count) in the
@@ -101,6 +102,7 @@ def prepare(url: str, n: int) -> list[int]:
 class Run:
     rate: float  # DSNs/s
     cpu_ms: float  # bounce-server CPU (user + system) per DSN
+    client_ms: float  # this process's CPU per DSN: the sending side shares the machine
     load: float  # 1-minute load average when the run ended
 
 
@@ -213,6 +215,7 @@ def run_once(
         parts = [list(range(c, n, connections)) for c in range(connections)]
         threads = [threading.Thread(target=client, args=(p,)) for p in parts]
         start_cpu = tree_cpu(server.pid)  # start-up and imports are not per DSN
+        start_client = time.process_time()
         start = time.perf_counter()
         for t in threads:
             t.start()
@@ -220,6 +223,7 @@ def run_once(
             t.join()
         elapsed = time.perf_counter() - start
         cpu_ms = (tree_cpu(server.pid) - start_cpu) * 1000 / n
+        client_ms = (time.process_time() - start_client) * 1000 / n
     finally:
         server.terminate()
         server.wait(10)
@@ -229,7 +233,7 @@ def run_once(
     engine.dispose()
     if failures or recorded != n:
         raise SystemExit(f"recorded {recorded} of {n}; failures: {failures[:3]}")
-    return Run(n / elapsed, cpu_ms, os.getloadavg()[0])
+    return Run(n / elapsed, cpu_ms, client_ms, os.getloadavg()[0])
 
 
 def database(postgres: bool, workdir: Path) -> tuple[str, tuple[Any, str] | None]:
@@ -307,7 +311,8 @@ def _rounds(
             print(
                 f"run {number} {label:>12}: {args.messages} DSNs in "
                 f"{args.messages / run.rate:.2f}s = {run.rate:.0f}/s, "
-                f"server CPU {run.cpu_ms:.2f} ms/DSN, load {run.load:.2f}",
+                f"server CPU {run.cpu_ms:.2f} ms/DSN, client CPU {run.client_ms:.2f} ms/DSN, "
+                f"load {run.load:.2f}",
                 flush=True,
             )
 
@@ -326,6 +331,7 @@ def _summary(args: argparse.Namespace, runs: dict[str, list[Run]]) -> None:
         print(
             f"  {label:>12}: {medians[label]:.0f} DSNs/s{ratio}, "
             f"server CPU {statistics.median(r.cpu_ms for r in got):.2f} ms/DSN, "
+            f"client CPU {statistics.median(r.client_ms for r in got):.2f} ms/DSN, "
             f"load {statistics.median(r.load for r in got):.2f}"
         )
 
