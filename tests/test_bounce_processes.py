@@ -25,13 +25,15 @@ from tests.bounce_support import (
     bounce_settings_fixture,  # noqa: F401 - the bounce_settings fixture
     corpus,
     events_for,
+    is_suppressed,
     send_digest,
     subscriber_state,
 )
 from tests.services import free_port, wait_until
 
 HARD = next(raw for _, raw, kind in corpus() if kind == "hard")
-pytestmark = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+SOFT = next(raw for _, raw, kind in corpus() if kind == "soft")
+ON_POSTGRES = pytest.mark.parametrize("database", ["postgresql"], indirect=True)
 
 
 def _start(tmp_path: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -90,6 +92,7 @@ def _port_free(port: int) -> bool:
     return False
 
 
+@ON_POSTGRES
 def test_two_processes_store_every_dsn_before_its_250_and_stop_together(
     two_processes: tuple[int, psutil.Process], bounce_settings: Settings
 ) -> None:
@@ -112,6 +115,33 @@ def test_two_processes_store_every_dsn_before_its_250_and_stop_together(
     assert _port_free(port)
 
 
+@ON_POSTGRES
+def test_soft_bounces_for_one_reader_in_two_processes_count_as_one_at_a_time(
+    two_processes: tuple[int, psutil.Process], bounce_settings: Settings
+) -> None:
+    # Each reader's three digests soft-bounce at once, over connections both processes
+    # take: the third bounce reaches the limit (3) and suppresses, as one at a time.
+    readers = [f"reader{i}@example.org" for i in range(16)]
+    sends = [s for i in range(3) for s in send_digest(readers, subject=f"D{i}")]
+    port = two_processes[0]
+    with ThreadPoolExecutor(len(sends)) as pool:
+        codes = list(pool.map(lambda s: _send(port, s.verp(bounce_settings), SOFT), sends))
+    assert codes == [250] * len(sends)
+    assert [subscriber_state(r)[:2] for r in readers] == [("bounced", 3)] * len(readers)
+    assert all(is_suppressed(r) for r in readers)
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_several_processes_on_sqlite_are_refused_with_one_line(
+    tmp_path: Path, bounce_settings: Settings
+) -> None:
+    proc = _start(tmp_path, free_port(), "--processes", "2")
+    assert proc.wait(60) == 2
+    lines = (tmp_path / "bounce-server.log").read_text().strip().splitlines()
+    assert len(lines) == 1 and "--processes above 1 needs PostgreSQL" in lines[0], lines
+
+
+@ON_POSTGRES
 def test_a_server_process_that_dies_stops_the_command_with_status_1(
     two_processes: tuple[int, psutil.Process],
 ) -> None:
@@ -123,6 +153,7 @@ def test_a_server_process_that_dies_stops_the_command_with_status_1(
     assert _port_free(port)
 
 
+@ON_POSTGRES
 def test_killing_the_command_outright_stops_its_server_processes(
     two_processes: tuple[int, psutil.Process],
 ) -> None:
@@ -135,6 +166,7 @@ def test_killing_the_command_outright_stops_its_server_processes(
     wait_until(lambda: _port_free(port), 10, "the port to be free")
 
 
+@ON_POSTGRES
 def test_a_port_in_use_is_refused_with_one_line(tmp_path: Path, bounce_settings: Settings) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

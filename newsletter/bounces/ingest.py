@@ -196,8 +196,13 @@ def _delivery_id(settings: Settings, item: Arrived) -> int | None:
 def _preload(
     session: Session, settings: Settings, items: Sequence[Arrived]
 ) -> tuple[dict[int, Delivery], dict[int, Subscriber]]:
-    """The group's deliveries and subscribers in one query; they stay in the session, so
-    :func:`handle_message` finds them there too."""
+    """The group's deliveries and their readers in one query; they stay in the session,
+    so :func:`handle_message` finds them there too. A delivery whose reader is gone is
+    left to it (the slow part).
+
+    The readers are locked (PostgreSQL; in id order, so two groups cannot deadlock on
+    them): with several server processes, a group that bounces a reader another group is
+    bouncing waits for its commit and then counts its events, as one writer would."""
     ids = {d for d in (_delivery_id(settings, item) for item in items) if d is not None}
     if not ids:
         return {}, {}
@@ -205,13 +210,14 @@ def _preload(
     subscribers: dict[int, Subscriber] = {}
     found = session.execute(
         select(Delivery, Subscriber)
-        .outerjoin(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.id.in_(ids))
+        .order_by(Subscriber.id)
+        .with_for_update(of=Subscriber)
     )
     for delivery, subscriber in found:
         deliveries[delivery.id] = delivery
-        if subscriber is not None:
-            subscribers[subscriber.id] = subscriber
+        subscribers[subscriber.id] = subscriber
     return deliveries, subscribers
 
 

@@ -8,7 +8,7 @@
 - ``bounces unsuppress EMAIL``: lift a suppression (operator knows the address works).
 - ``bounces poll``: read the bounce mailbox once (beat does it every minute).
 - ``bounce-server [--host H] [--port P] [--processes N]``: the inbound SMTP server for
-  BOUNCE_DOMAIN, N processes on one port (SO_REUSEPORT; default 1).
+  BOUNCE_DOMAIN, N processes on one port (SO_REUSEPORT; default 1; PostgreSQL only).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import click
 
 from newsletter.bounces import actions
 from newsletter.commands.common import (
+    InputError,
     ServiceError,
     emit_json,
     handled,
@@ -126,6 +127,9 @@ def bounce_server(host: str, port: int, processes: int) -> None:
     from newsletter.bounces.server import listening_sockets, serve
 
     s = settings()
+    if processes > 1 and s.database.startswith("sqlite"):
+        # One writer at a time: more processes would only queue on its lock.
+        raise InputError("--processes above 1 needs PostgreSQL (SQLite has one writer)")
     try:
         socks = listening_sockets(host, port, processes)
     except OSError as exc:
