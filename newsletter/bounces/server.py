@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
 from newsletter.bounces.handling import record_rejection
@@ -98,6 +99,16 @@ class GroupWriter:
 
     def start(self) -> None:
         self._thread.start()
+
+    def warm_up(self) -> None:
+        """Open the database connection (and import its driver) before the first DSN
+        arrives, not while the first group's sessions wait. A database down now is only
+        logged: each message then answers 451 until it is back."""
+        try:
+            with session_scope() as db:
+                db.execute(select(1))
+        except Exception:  # noqa: BLE001 - the server starts anyway; messages get 451
+            log.warning("bounce-server: database unreachable at start", exc_info=True)
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -291,6 +302,7 @@ class _Controller(Controller):
             self.loop.call_soon_threadsafe(self._factory_invoker)
 
     def start(self) -> None:
+        self.writer.warm_up()
         super().start()  # raises when the port is taken: then no writer is left running
         self.writer.start()
 
