@@ -127,3 +127,35 @@ def test_the_outbox_shows_what_the_catcher_received(client: TestClient, data_dir
 def test_openapi_describes_the_admin_api(client: TestClient):
     paths = client.get("/openapi.json").json()["paths"]
     assert "/api/lists" in paths and "/api/subscribers" in paths
+
+
+def test_the_app_answers_after_the_database_ended_its_idle_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """As after a PostgreSQL restart: the pool's idle connections are dead; the next
+    request gets a fresh one instead of an error (no ping per request to find out)."""
+    import time
+
+    import psycopg
+
+    from newsletter.db import IDLE_PING_SECONDS
+    from newsletter.web.app import create_app
+    from tests.services import PG_ADMIN_URL, postgres_database
+
+    with postgres_database() as url:
+        monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("NEWSLETTER_DATABASE_URL", url)
+        reset_caches()
+        with TestClient(create_app(), raise_server_exceptions=False) as client:
+            assert client.get("/healthz").json()["status"] == "ok"
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                ended = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (url.rsplit("/", 1)[1],),
+                ).fetchone()
+            assert ended is not None and ended[0] >= 1
+            time.sleep(IDLE_PING_SECONDS + 0.2)
+            again = client.get("/healthz")
+        reset_caches()  # the pool lets go of the database before it is dropped
+    assert again.status_code == 200 and again.json()["status"] == "ok"
