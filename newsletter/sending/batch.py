@@ -71,7 +71,6 @@ from newsletter.models import (
 from newsletter.sending import control, lifecycle
 from newsletter.sending.context import WorkerContext, context
 from newsletter.sending.ledger import (
-    _T,
     Change,
     Claim,
     Ledger,
@@ -79,6 +78,7 @@ from newsletter.sending.ledger import (
     Row,
     _claim,
     _fold,
+    renew_claim,
 )
 from newsletter.sending.lifecycle import OPEN, PausedBy
 from newsletter.sending.transport import Attempt, Envelope, Pipeline, SmtpUnavailable
@@ -166,13 +166,7 @@ class Heartbeat:
     def __init__(self, settings: Settings, digest_id: int, lo: int, hi: int, claim: Claim):
         self.lease = settings.send_lease_seconds
         self.every = min(settings.send_heartbeat_seconds, self.lease / 3)
-        self.where = (
-            _T.c.digest_id == digest_id,
-            _T.c.id >= lo,
-            _T.c.id <= hi,
-            _T.c.claim.in_(claim.marks),
-            _T.c.status == DeliveryStatus.sending,
-        )
+        self.renewal = (digest_id, lo, hi, claim)
         self.renewed = time.monotonic()  # the claim was made (or taken back) just now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -191,8 +185,7 @@ class Heartbeat:
 
     def beat(self) -> None:
         started = time.monotonic()
-        with session_scope() as session:
-            session.execute(_T.update().where(*self.where).values(claimed_at=utcnow()))
+        renew_claim(*self.renewal)  # by primary key, as the claim itself
         self.renewed = started
 
     def lapsing(self) -> bool:
