@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 from datetime import UTC, datetime
 from typing import Any
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 from newsletter.config import get_settings
 from newsletter.db import session_scope
@@ -21,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def transport() -> SmtpTransport:
-    """The worker thread's one kept SMTP connection, the one its batches use
-    (newsletter/sending/context.py); nothing of a batch's pipelining is left on it."""
+    """The worker thread's kept synchronous SMTP connection for system mails (a batch
+    sends over the context's ConnectionSet; the outage probe uses this one)."""
     from newsletter.sending.context import context
 
     kept = context(get_settings()).transport
@@ -289,6 +290,18 @@ def recover_sends(*, now: bool = False) -> None:
     for digest_id, ranges in found:
         log.warning("send %s stalled; enqueueing %d batches again", digest_id, len(ranges))
         enqueue_ranges(digest_id, ranges)
+
+
+@worker_init.connect
+def _pool_size(sender: Any = None, **_: object) -> None:
+    """How many processes (or threads: each has its own connections) split this host's
+    SEND_CONNECTIONS; set before the pool starts, so its children inherit it."""
+    from newsletter.sending.connections import POOL_ENV
+
+    size = getattr(sender, "concurrency", None) or 1
+    if "solo" in str(getattr(sender, "pool_cls", "")).lower():
+        size = 1
+    os.environ[POOL_ENV] = str(size)
 
 
 @worker_process_init.connect

@@ -1,4 +1,4 @@
-"""What a worker process keeps between batches: the SMTP connection, the Redis client,
+"""What a worker process keeps between batches: the SMTP connections, the Redis client,
 the prepared digest templates, the DKIM keys and the rate limiters.
 
 Built lazily in the process that uses it (never inherited across a fork: the pid is
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from newsletter.config import Settings
 from newsletter.mail.dkim import DkimKey, keys_from_settings
 from newsletter.mail.fastpath import DigestTemplate
+from newsletter.sending.connections import ConnectionSet
 from newsletter.sending.journal import FileJournal, Journal, RedisJournal
 from newsletter.sending.limits import DomainThrottle, RateLimiter
 from newsletter.sending.transport import PooledTransport
@@ -42,6 +43,19 @@ class WorkerContext:
             settings.send_domain_backoff_seconds, settings.send_domain_rate, self.redis
         )
         self._journals: dict[int, Journal] = {}
+        self._connections: ConnectionSet | None = None
+
+    @property
+    def connections(self) -> ConnectionSet:
+        """The batches' SMTP connections and their event loop (made on first use)."""
+        if self._connections is None:
+            self._connections = ConnectionSet(self.settings, self.redis)
+        return self._connections
+
+    def close(self) -> None:
+        self.transport.close()
+        if self._connections is not None:
+            self._connections.close()
 
     def journal(self, digest_id: int) -> Journal:
         found = self._journals.get(digest_id)
@@ -71,6 +85,6 @@ def context(settings: Settings) -> WorkerContext:
     current: tuple[tuple[object, ...], WorkerContext] | None = getattr(_local, "current", None)
     if current is None or current[0] != key:
         if current is not None and current[0][0] == os.getpid():
-            current[1].transport.close()
+            current[1].close()
         current = _local.current = (key, WorkerContext(settings))
     return current[1]

@@ -46,45 +46,48 @@ class RateLimiter:
         self._stamp = time.monotonic()
 
     def acquire(self) -> None:
+        while (wait := self.reserve()) > 0:
+            time.sleep(wait)
+
+    def reserve(self) -> float:
+        """One acquisition now (0.0 returned) or the seconds to wait before asking again
+        (nothing taken): for an event loop, which must not sleep in here."""
         if self.rate <= 0:
-            return
+            return 0.0
         if self.client is None:
-            self._local()
-            return
+            return self._local()
         try:
-            self._shared()
+            return self._shared()
         except RedisError:
             log.warning("Redis unavailable; capping the rate per process for now")
-            self._local()
+            return self._local()
 
-    def _local(self) -> None:
-        while True:
-            now = time.monotonic()
-            # At most a tenth of a second banked, as the shared cap's windows: a worker
-            # that stalled (a slow relay, a loaded machine) must not catch up in a burst.
-            cap = max(1.0, self.rate / 10)
-            self._tokens = min(cap, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            time.sleep((1 - self._tokens) / self.rate)
+    def _local(self) -> float:
+        now = time.monotonic()
+        # At most a tenth of a second banked, as the shared cap's windows: a worker
+        # that stalled (a slow relay, a loaded machine) must not catch up in a burst.
+        cap = max(1.0, self.rate / 10)
+        self._tokens = min(cap, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self.rate
 
-    def _shared(self) -> None:
+    def _shared(self) -> float:
         # Windows of 1/10 s keep bursts small; the cap per window is rate/10 (at least 1).
         per_window = max(1, int(self.rate / 10))
         span = 0.1 if self.rate >= 10 else per_window / self.rate
-        while True:
-            now = time.time()
-            window = int(now / span)
-            key = f"{self.key}:{window}"
-            pipe = self.client.pipeline()  # type: ignore[union-attr]
-            pipe.incr(key)
-            pipe.expire(key, 5)
-            count = pipe.execute()[0]
-            if count <= per_window:
-                return
-            time.sleep(max(0.001, (window + 1) * span - now))
+        now = time.time()
+        window = int(now / span)
+        key = f"{self.key}:{window}"
+        pipe = self.client.pipeline()  # type: ignore[union-attr]
+        pipe.incr(key)
+        pipe.expire(key, 5)
+        count = pipe.execute()[0]
+        if count <= per_window:
+            return 0.0
+        return max(0.001, (window + 1) * span - now)
 
 
 def _backoff(base: float, level: int) -> float:
@@ -339,18 +342,24 @@ class DomainThrottle:
 
     def acquire(self, domain: str) -> None:
         """Called right before a message to `domain` goes out: a probe is used up."""
+        while (wait := self.reserve(domain)) > 0:
+            time.sleep(wait)
+
+    def reserve(self, domain: str) -> float:
+        """acquire() that does not sleep: 0.0 when the message may go now (a probe is
+        used up), else the seconds to wait before asking again."""
         if self._probes:
             probe = self._probes.get(domain)
             if probe is not None and not probe[0]:
                 self._probes[domain] = (True, probe[1])
         if self.rate <= 0:
-            return
+            return 0.0
         limiter = self._limiters.get(domain)
         if limiter is None:
             limiter = self._limiters[domain] = RateLimiter(
                 self.rate, self.client, key=f"nl:domain:{domain}:rate"
             )
-        limiter.acquire()
+        return limiter.reserve()
 
     def state(self, domain: str) -> dict[str, str]:
         """The domain's shared state as stored (for tests and operators)."""
