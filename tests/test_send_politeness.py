@@ -109,13 +109,14 @@ def test_a_domain_answering_451_is_backed_off_while_others_flow(
     try:
         app.start_worker("--concurrency", "1")
         app.run("digest", "send", "--list", "news")
-        server.wait_for(lambda _: len(server.attempts("slow.example")) >= 6, timeout=60)
+        server.wait_for(lambda _: len(server.attempts("slow.example")) >= 7, timeout=60)
         # The other domain did not wait for the slow one.
         assert sorted(r for m in server.messages for r in m.rcpt_tos) == sorted(fine)
         tried = server.attempts("slow.example")
         # Three 451s in a row, then the domain is held back: the later attempts are
         # spaced by the backoff (0.3 s, doubling), not by the 0.1 s retry of one address.
-        gaps = [b - a for a, b in zip(tried[2:], tried[3:], strict=False)]
+        # The first four may go at once, one per connection, before the third 451 is in.
+        gaps = [b - a for a, b in zip(tried[3:], tried[4:], strict=False)]
         assert all(g >= 0.25 for g in gaps), gaps
         assert gaps[-1] > gaps[0], gaps
         before = len(tried)

@@ -24,8 +24,9 @@ run again with the same claim token (workers.tasks.send_batch): `_claim` then ta
 own rows back at once, as a takeover (the journal says what it had accepted), instead
 of waiting for the lease.
 
-Per message the cost is a byte join, an optional signature, one SMTP round trip on the
-kept connection and one journal append; the ledger is written once per batch (and at
+Per message the cost is a byte join, an optional signature, one SMTP round trip on one
+of the worker's kept connections (many in flight at once: `_Sender`) and one journal
+append; the ledger is written once per batch (and at
 most every few seconds when a rate cap slows the batch down, which also renews the
 claim), never once per message.
 
@@ -35,7 +36,7 @@ Crash safety rests on two orders, kept by the parts below:
   soon as the server said 250, and `_fold` syncs the journal before the ledger says
   sent, so a worker killed between the two leaves a fact a takeover can read;
 * one message per connection in flight: with PIPELINING the next row's envelope travels
-  with this row's content (transport.Pipeline), but its content only after this
+  with this row's content (aiosmtp.AsyncConnection), but its content only after this
   accept's journal entry, so the order on the wire stays "content i, reply 250, journal
   append i, content i+1".
 
@@ -47,9 +48,11 @@ the row → the `Change` the ledger gets), `Ledger` (the changes not folded yet)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -69,6 +72,8 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.sending import control, lifecycle
+from newsletter.sending.aiosmtp import AsyncConnection
+from newsletter.sending.connections import ConnectionSet
 from newsletter.sending.context import WorkerContext, context
 from newsletter.sending.ledger import (
     Change,
@@ -81,7 +86,7 @@ from newsletter.sending.ledger import (
     renew_claim,
 )
 from newsletter.sending.lifecycle import OPEN, PausedBy
-from newsletter.sending.transport import Attempt, Envelope, Pipeline, SmtpUnavailable
+from newsletter.sending.transport import Attempt, Envelope, SmtpUnavailable
 from newsletter.subscriptions.addresses import domain_of
 
 log = logging.getLogger(__name__)
@@ -271,6 +276,8 @@ class Batch:
             )
             self.result.retry_in = self.settings.send_probe_seconds
             return
+        # Not kept: a relay that caps its connections counts this one against the batches.
+        self.ctx.transport.close()
         self.result.enqueue = control.resume(
             session, self.settings, self.digest_id, only_outage=True
         )
@@ -329,7 +336,16 @@ class Batch:
 
 
 class _Sender:
-    """The send step of a batch: its claimed rows over the kept connection, in order."""
+    """The send step of a batch: its claimed rows over the worker's connections.
+
+    K connection coroutines (ConnectionSet: this process's share, opened as needed) pull
+    rows from one queue on the worker's event loop, so a slow connection does not hold
+    up the others. Each connection reserves its next row when it sends the current one,
+    to prime that row's envelope (never a backed-off domain's), and journals an accept
+    before its next content: one message per connection in flight. A watcher asks the
+    operator's word every CONTROL_SECONDS and folds every FLUSH_SECONDS. The blocking
+    calls (journal append, fold, status) are short and run on the loop itself.
+    """
 
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
@@ -345,51 +361,123 @@ class _Sender:
         self.journal = batch.ctx.journal(batch.digest_id)
         self.order = {row.id: place for place, row in enumerate(batch.rows)}
         self.ledger = Ledger(order=self.order)
+        self.queue: deque[Row] = deque()
+        self.taken: dict[int, Row] = {}  # rows a connection holds, not settled yet
+        self.halt: str | None = None  # why the connections stop: "paused", "cancelled"
+        self.error: BaseException | None = None  # a lane's failure, raised after all stop
+        self.outage: SmtpUnavailable | None = None
 
     def run(self) -> None:
-        pending = self._triage(self.batch.rows)
-        pipeline: Pipeline[Row] = Pipeline(
-            self.ctx.transport, pending, self._envelope, self._may_prime
-        )
-        last_flush = last_control = time.monotonic()
-        heartbeat = self.batch.heartbeat
-        try:
-            self._loop(pipeline, pending, last_flush, last_control, heartbeat)
-        except BaseException:
-            # A database error or a lapsing claim: nothing primed stays on the kept
-            # connection for the next batch of this thread.
-            try:
-                pipeline.close()
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                log.debug("closing the pipeline failed", exc_info=True)
-            raise
-
-    def _loop(
-        self,
-        pipeline: Pipeline[Row],
-        pending: list[Row],
-        last_flush: float,
-        last_control: float,
-        heartbeat: Heartbeat | None,
-    ) -> None:
-        for index, row in enumerate(pending):
-            now_m = time.monotonic()
-            if heartbeat is not None and heartbeat.lapsing():
-                raise ClaimLapsing(f"claim {self.batch.claim.token} not renewed")
-            if now_m - last_control >= CONTROL_SECONDS:
-                last_control = now_m
-                if not self._still_sending(pipeline, pending[index:]):
-                    break
-            if self.ledger and now_m - last_flush >= FLUSH_SECONDS:
-                self._fold(renew=[r.id for r in pending[index:]])
-                last_flush = now_m
-            try:
-                self._one(pipeline, index, row)
-            except SmtpUnavailable as exc:
-                self._outage(pending[index:], exc)
-                return
-        pipeline.close()
+        self.queue.extend(self._triage(self.batch.rows))
+        if self.queue:
+            connections = self.ctx.connections
+            connections.renew()
+            connections.run(self._send_all(connections))
+        if self.error is not None:
+            raise self.error
+        rest = list(self.queue)
+        if self.halt is not None:
+            cancelled = self.halt == "cancelled"
+            self.ledger.other.extend(released(row, cancelled=cancelled) for row in rest)
+            self.batch.released = not cancelled
+        elif rest:
+            assert self.outage is not None
+            self._outage(rest, self.outage)
+            return
         self._fold()
+
+    async def _send_all(self, connections: ConnectionSet) -> None:
+        lanes = [
+            asyncio.ensure_future(self._lane(connections))
+            for _ in range(connections.wanted(len(self.queue)))
+        ]
+        watcher = asyncio.ensure_future(self._watch(connections))
+        try:
+            await asyncio.gather(*lanes)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _watch(self, connections: ConnectionSet) -> None:
+        last_flush = last_control = time.monotonic()
+        while True:
+            await asyncio.sleep(min(0.1, CONTROL_SECONDS))
+            now_m = time.monotonic()
+            try:
+                if now_m - last_control >= CONTROL_SECONDS:
+                    last_control = now_m
+                    self._control()
+                if self.ledger and now_m - last_flush >= FLUSH_SECONDS:
+                    last_flush = now_m
+                    self._fold(renew=[r.id for r in self.queue] + list(self.taken))
+                    connections.renew()
+            except Exception as exc:  # noqa: BLE001 - a database error stops the batch
+                self._fail(exc)
+                return
+
+    def _control(self) -> None:
+        """The operator's word: paused or cancelled, the connections stop and the
+        unsent rows are given back (or closed)."""
+        status = _digest_status(self.batch.digest_id)
+        if status != DigestStatus.sending and self.halt is None:
+            self.halt = "cancelled" if status == DigestStatus.cancelled else "paused"
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self.halt = self.halt or "failed"
+
+    def _take(self) -> Row | None:
+        if self.halt is not None or not self.queue:
+            return None
+        row = self.queue.popleft()
+        self.taken[row.id] = row
+        return row
+
+    def _put_back(self, row: Row) -> None:
+        self.taken.pop(row.id, None)
+        self.queue.appendleft(row)
+
+    async def _lane(self, connections: ConnectionSet) -> None:
+        """One connection's run: rows from the queue until it is empty or halted."""
+        try:
+            conn = await connections.acquire()
+        except SmtpUnavailable as exc:
+            self.outage = exc
+            return
+        if conn is None:
+            return  # the share (or the relay's cap) is used by the other lanes
+        heartbeat = self.batch.heartbeat
+        row = self._take()
+        primed: Envelope | None = None  # row's envelope, made when it was primed
+        nxt: Row | None = None
+        failed = True
+        try:
+            while row is not None and self.halt is None:
+                if heartbeat is not None and heartbeat.lapsing():
+                    raise ClaimLapsing(f"claim {self.batch.claim.token} not renewed")
+                nxt = self._take()
+                try:
+                    primed = await self._one(conn, row, primed, nxt)
+                except SmtpUnavailable as exc:
+                    self.outage = exc
+                    self._put_back(row)
+                    break
+                self.taken.pop(row.id, None)
+                row, nxt = nxt, None
+            failed = False
+        except Exception as exc:  # noqa: BLE001 - raised by run() once every lane stopped
+            self._fail(exc)
+        finally:
+            if nxt is not None:
+                self._put_back(nxt)
+            if row is not None and row.id in self.taken:
+                self._put_back(row)
+            if failed or nxt is not None or row is not None:
+                conn.abandon()  # nothing primed may stay open on the kept connection
+            if failed:
+                conn.discard()
+            connections.release(conn)
 
     def _triage(self, rows: list[Row]) -> list[Row]:
         """Rows a takeover finds journaled are sent already; rows whose reader left fail.
@@ -419,29 +507,38 @@ class _Sender:
             bool(row.email) and self.ctx.domains.blocked_until(domain_of(row.email or "")) is None
         )
 
-    def _one(self, pipeline: Pipeline[Row], index: int, row: Row) -> None:
-        """Send one row and note its change; raises SmtpUnavailable (nothing noted)."""
+    async def _one(
+        self, conn: AsyncConnection, row: Row, primed: Envelope | None, nxt: Row | None
+    ) -> Envelope | None:
+        """Send one row and note its change; returns the envelope primed for `nxt`.
+        Raises SmtpUnavailable (nothing noted)."""
         assert row.email is not None and row.subscription_id is not None
         domain = domain_of(row.email)
         until = self.ctx.domains.blocked_until(domain)
         if until is not None:
             self._add(held_back(row, domain, datetime.fromtimestamp(until, utcnow().tzinfo)))
-            pipeline.abandon()  # its envelope may have been primed with the last message
-            return
-        self.ctx.limiter.acquire()
-        self.ctx.domains.acquire(domain)
+            conn.abandon()  # its envelope may have been primed with the last message
+            return None
+        while (wait := self.ctx.limiter.reserve()) > 0:
+            await asyncio.sleep(wait)
+        while (wait := self.ctx.domains.reserve(domain)) > 0:
+            await asyncio.sleep(wait)
         if row.attributes is None:
             recipient = Recipient(row.id, row.email, row.name, row.subscription_id)
         else:
             recipient = Recipient(row.id, row.email, row.name, row.subscription_id, row.attributes)
-        attempt = pipeline.send(index, self._template_of(row).render_wire(recipient))
+        current = primed or self._envelope(row)
+        then = self._envelope(nxt) if nxt is not None and self._may_prime(nxt) else None
+        wire = self._template_of(row).render_wire(recipient)
+        attempt = await conn.deliver(wire, current.mail_from, current.rcpt, then)
         if attempt.status == "sent":
             self.ctx.domains.success(domain)
             self._accepted(row.id)
-            return
+            return then
         if attempt.status == "deferred" and attempt.code is not None and 400 <= attempt.code < 500:
             self.ctx.domains.temporary_failure(domain)
         self._add(outcome(attempt, row, self.settings, utcnow()))
+        return then
 
     def _accepted(self, delivery_id: int) -> None:
         """The journal first; if it is down, the ledger at once instead."""
@@ -456,18 +553,6 @@ class _Sender:
     def _add(self, change: Change) -> None:
         self.ledger.add(change)
         self.result.tally(change.status)
-
-    def _still_sending(self, pipeline: Pipeline[Row], rest: list[Row]) -> bool:
-        """The operator's word, asked once a CONTROL_SECONDS: paused or cancelled, the
-        unsent rows are given back (or closed)."""
-        status = _digest_status(self.batch.digest_id)
-        if status == DigestStatus.sending:
-            return True
-        pipeline.close()
-        cancelled = status == DigestStatus.cancelled
-        self.ledger.other.extend(released(row, cancelled=cancelled) for row in rest)
-        self.batch.released = not cancelled
-        return False
 
     def _outage(self, rest: list[Row], exc: SmtpUnavailable) -> None:
         """The server cannot be reached: give the rows back and pause the send (by
