@@ -126,7 +126,8 @@ class ConnectionSet:
             return
         expiry = time.time() + SLOT_SECONDS
         try:
-            self.redis.zadd(self._key, {m: expiry for m in self._slots.values()}, xx=True)
+            # Added back if it expired meanwhile (idle between sends): the connection is open.
+            self.redis.zadd(self._key, {m: expiry for m in self._slots.values()})
         except Exception:  # noqa: BLE001 - Redis down: the process keeps its even split
             log.debug("renewing SMTP slots failed", exc_info=True)
 
