@@ -1,6 +1,7 @@
 """Many messages in flight per worker: a relay that answers each message after a second
 still gets dozens at once from one `newsletter worker` started with no options; a relay
-that caps its connections is respected; SIGKILL loses nobody.
+that caps its connections is respected; two workers split the connections between
+them; SIGKILL loses nobody.
 
 The relay is a small asyncio SMTP server in this file (PIPELINING, a delay before each
 message's 250, an optional cap with 421 on connect) that counts what is open at once.
@@ -12,10 +13,13 @@ import asyncio
 import os
 import signal
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
-from tests.send_support import populate, send_env, wait_status
+import psutil
+
+from tests.send_support import populate, send_env, status, wait_status
 from tests.services import AppProcesses, free_port, wait_until
 
 
@@ -179,6 +183,48 @@ def test_a_worker_killed_with_messages_in_flight_loses_no_one(
         assert sorted(counts) == sorted(emails), "a recipient was lost"
         # At most the message on the wire of each killed connection may repeat.
         assert sum(counts.values()) - len(emails) <= 10
+    finally:
+        app.stop()
+        relay.stop()
+
+
+def _open_to(pid: int, port: int) -> int:
+    """Connections the process `pid` has established to the relay's port."""
+    try:
+        conns = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.NoSuchProcess:
+        return 0
+    return sum(1 for c in conns if c.raddr and c.raddr.port == port and c.status == "ESTABLISHED")
+
+
+def test_two_workers_split_the_connections_between_them(
+    sqlite_db: str, data_dir: Path, tmp_path: Path, redis_url: str
+) -> None:
+    emails = [f"split{i}@example.org" for i in range(600)]
+    digest_id = populate(emails)
+    relay = SlowRelay(delay=1.0).start()
+    env = send_env(data_dir, relay.url, sqlite_db, redis_url) | {
+        "NEWSLETTER_SEND_BATCH_SIZE": "100",
+        "NEWSLETTER_SEND_CONNECTIONS": "20",
+    }
+    app = AppProcesses(env, tmp_path)
+    try:
+        workers = [app.start_worker("--pool", "solo", name=f"worker{i}") for i in (1, 2)]
+        for i in (1, 2):
+            app.wait_ready(f"worker{i}")
+        app.run("digest", "send", "--list", "news")
+        fairest = 0  # the most connections both workers had at the same moment
+        deadline = time.monotonic() + 120
+        while status(app, digest_id)["status"] != "sent":
+            assert time.monotonic() < deadline, f"not sent after 120 s: {status(app, digest_id)}"
+            counts = [_open_to(w.pid, relay.port) for w in workers]
+            fairest = max(fairest, min(counts))
+            time.sleep(0.5)  # the sampling interval
+        counts_by_rcpt = Counter(relay.received())
+        assert sorted(counts_by_rcpt) == sorted(emails) and set(counts_by_rcpt.values()) == {1}
+        assert relay.peak_connections <= 20  # the deployment's cap holds across workers
+        # An even split is 10 each; the first worker to start must not keep 19 of them.
+        assert fairest >= 8, fairest
     finally:
         app.stop()
         relay.stop()

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -92,6 +93,7 @@ from newsletter.subscriptions.addresses import domain_of
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 5.0
 CONTROL_SECONDS = 1.0
+ACQUIRE_SECONDS = 0.25  # a lane without a connection asks again (doubling, to 2 s)
 
 
 @dataclass
@@ -151,6 +153,10 @@ def released(row: Row, *, cancelled: bool) -> Change:
     if cancelled:
         return Change(row.id, DeliveryStatus.failed, None, "cancelled by the operator")
     return Change(row.id, DeliveryStatus.queued, attempts_delta=-row.counted)
+
+
+class _Halted(Exception):
+    """A lane waiting for the rate caps saw the send stop: its row was not sent."""
 
 
 class ClaimLapsing(Exception):
@@ -387,16 +393,23 @@ class _Sender:
         self._fold()
 
     async def _send_all(self, connections: ConnectionSet) -> None:
-        lanes = [
-            asyncio.ensure_future(self._lane(connections))
-            for _ in range(connections.wanted(len(self.queue)))
-        ]
+        await connections.trim()
         watcher = asyncio.ensure_future(self._watch(connections))
         try:
-            await asyncio.gather(*lanes)
+            # Again while rows are left that no lane took (one gave its rows back as the
+            # others ran out of work): only a halt or an outage leaves rows unsent.
+            while self.queue and self.halt is None and self.outage is None:
+                wanted = connections.wanted(len(self.queue))
+                if self.settings.send_rate > 0:
+                    # A connection carries at least a message a second, so a cap of R a
+                    # second needs no more than R: the rest would only hold rows, waiting.
+                    wanted = min(wanted, max(1, math.ceil(self.settings.send_rate)))
+                lanes = [asyncio.ensure_future(self._lane(connections)) for _ in range(wanted)]
+                await asyncio.gather(*lanes)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+            await connections.leave()
 
     async def _watch(self, connections: ConnectionSet) -> None:
         last_flush = last_control = time.monotonic()
@@ -440,13 +453,21 @@ class _Sender:
 
     async def _lane(self, connections: ConnectionSet) -> None:
         """One connection's run: rows from the queue until it is empty or halted."""
-        try:
-            conn = await connections.acquire()
-        except SmtpUnavailable as exc:
-            self.outage = exc
-            return
-        if conn is None:
-            return  # the share (or the relay's cap) is used by the other lanes
+        conn = None
+        delay = ACQUIRE_SECONDS
+        while conn is None:
+            try:
+                conn = await connections.acquire()
+            except SmtpUnavailable as exc:
+                self.outage = exc
+                return
+            if conn is None:
+                # The share (or the relay's cap) is used by the other lanes, or by other
+                # contexts: ask again while there is work, as those come free.
+                if not self.queue or self.halt is not None or self.outage is not None:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
         heartbeat = self.batch.heartbeat
         row = self._take()
         primed: Envelope | None = None  # row's envelope, made when it was primed
@@ -463,6 +484,8 @@ class _Sender:
                     self.outage = exc
                     self._put_back(row)
                     break
+                except _Halted:
+                    break  # row and nxt go back below; the primed envelope is dropped
                 self.taken.pop(row.id, None)
                 row, nxt = nxt, None
             failed = False
@@ -519,10 +542,13 @@ class _Sender:
             self._add(held_back(row, domain, datetime.fromtimestamp(until, utcnow().tzinfo)))
             conn.abandon()  # its envelope may have been primed with the last message
             return None
+        # Waiting for the rate caps, a lane must still heed a pause: the row goes back.
         while (wait := self.ctx.limiter.reserve()) > 0:
-            await asyncio.sleep(wait)
+            await self._wait(wait)
         while (wait := self.ctx.domains.reserve(domain)) > 0:
-            await asyncio.sleep(wait)
+            await self._wait(wait)
+        if self.halt is not None:
+            raise _Halted
         if row.attributes is None:
             recipient = Recipient(row.id, row.email, row.name, row.subscription_id)
         else:
@@ -539,6 +565,11 @@ class _Sender:
             self.ctx.domains.temporary_failure(domain)
         self._add(outcome(attempt, row, self.settings, utcnow()))
         return then
+
+    async def _wait(self, seconds: float) -> None:
+        if self.halt is not None:
+            raise _Halted
+        await asyncio.sleep(seconds)
 
     def _accepted(self, delivery_id: int) -> None:
         """The journal first; if it is down, the ledger at once instead."""

@@ -1,12 +1,15 @@
 """The SMTP connections of one worker context: an event loop and up to its share of
 SEND_CONNECTIONS, kept between batches.
 
-The share: with Redis, a deployment-wide count of leased slots (a ZSET whose members
-expire unless renewed, so a dead process's slots come back after SLOT_SECONDS), and
-never more than this process's even split of the worker's pool; without Redis (one
-host) the even split alone. A process always may have one connection, so no worker
-starves waiting on the others. Connections open lazily, as a batch's rows need them.
-A relay that answers 421 on connect (its own cap) lowers this process's count to what
+The share: with Redis, SEND_CONNECTIONS split evenly among the contexts sending now
+(each registers while its batch runs, with an expiry, so a dead one drops out), and a
+deployment-wide count of leased slots (a ZSET whose members expire unless renewed, so a
+dead process's slots come back after SLOT_SECONDS) that no share may overrun; without
+Redis (one host) this process's even split of the worker's pool. A context above its
+share (others started sending) closes its extra connections as they come free, and
+one whose batch ended keeps only one idle while others send, so a context waiting for
+a slot gets one within a batch. Connections open lazily, as a batch's rows need them.
+A relay that answers 421 on connect (its own cap) lowers this context's count to what
 it has open; only when not even one can be had is it an outage (SmtpUnavailable).
 """
 
@@ -26,6 +29,8 @@ from newsletter.sending.transport import SmtpUnavailable
 log = logging.getLogger(__name__)
 SLOT_SECONDS = 60.0  # a leased slot not renewed for this long is free again
 RETRY_CEILING_SECONDS = 30.0  # after a relay's 421, try for more again after this
+SENDER_SECONDS = 15.0  # a sending context not renewed for this long no longer counts
+SHARE_SECONDS = 1.0  # how long a computed share is used before counting again
 # Set by the worker (workers.tasks) before its pool starts: how many processes (or
 # threads, each with its own context) split this host's share.
 POOL_ENV = "NEWSLETTER_WORKER_POOL_SIZE"
@@ -52,14 +57,16 @@ class ConnectionSet:
         self.settings = settings
         self.redis = redis
         self.total = settings.send_connections
-        self.share = process_share(self.total)
         self.loop = asyncio.new_event_loop()
         self.idle: list[AsyncConnection] = []
         self.busy = 0
-        self._ceiling = self.share  # lowered by a relay's 421
-        self._ceiling_at = 0.0
+        self._share = process_share(self.total)
+        self._share_at = -SHARE_SECONDS
+        self._relay_cap: int | None = None  # set by a relay's 421
+        self._relay_cap_at = 0.0
         self._slots: dict[int, str] = {}  # id(connection) -> leased ZSET member
         self._key = f"nl:smtp:slots:{settings.smtp.host}:{settings.smtp.port}"
+        self._senders = f"nl:smtp:senders:{settings.smtp.host}:{settings.smtp.port}"
         self._prefix = uuid.uuid4().hex[:12]
 
     @property
@@ -69,14 +76,45 @@ class ConnectionSet:
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
+    def share(self) -> int:
+        """This context's even split of SEND_CONNECTIONS among the contexts sending now
+        (recounted at most every SHARE_SECONDS)."""
+        if self.redis is None:
+            return self._share
+        now_m = time.monotonic()
+        if now_m - self._share_at >= SHARE_SECONDS:
+            self._share_at = now_m
+            try:
+                now = time.time()
+                pipe = self.redis.pipeline()
+                pipe.zremrangebyscore(self._senders, "-inf", now)
+                pipe.zcard(self._senders)
+                senders = int(pipe.execute()[1])
+                self._share = max(1, self.total // max(1, senders))
+            except Exception:  # noqa: BLE001 - Redis down: keep the last share
+                log.debug("counting SMTP senders failed", exc_info=True)
+        return self._share
+
+    def limit(self) -> int:
+        """The most connections this context may have open now."""
+        share = self.share()
+        if self._relay_cap is not None:
+            if time.monotonic() - self._relay_cap_at > RETRY_CEILING_SECONDS:
+                self._relay_cap = None
+            else:
+                return max(1, min(share, self._relay_cap))
+        return share
+
     def wanted(self, rows: int) -> int:
         """How many connections a batch of `rows` may use now."""
-        if (
-            self._ceiling < self.share
-            and time.monotonic() - self._ceiling_at > RETRY_CEILING_SECONDS
-        ):
-            self._ceiling = self.share
-        return max(1, min(rows, self._ceiling))
+        return max(1, min(rows, self.limit()))
+
+    async def trim(self) -> None:
+        """Close kept connections above the limit (other contexts started sending)."""
+        while self.idle and self.open_count > self.limit():
+            conn = self.idle.pop()
+            await conn.close()
+            self._release_slot(conn)
 
     async def acquire(self) -> AsyncConnection | None:
         """A kept connection, or a new one opened if the share allows; None if none may
@@ -86,7 +124,7 @@ class ConnectionSet:
             conn = self.idle.pop()
             self.busy += 1
             return conn
-        if self.open_count >= self._ceiling:
+        if self.open_count >= self.limit():
             return None
         allowed, member = self._lease()
         if not allowed:
@@ -103,8 +141,8 @@ class ConnectionSet:
             if self.open_count == 0 and not isinstance(exc, RelayRefused):
                 raise
             # The relay's cap (421) or a refused extra connection: keep to what is open.
-            self._ceiling = max(1, self.open_count)
-            self._ceiling_at = time.monotonic()
+            self._relay_cap = max(1, self.open_count)
+            self._relay_cap_at = time.monotonic()
             log.info("SMTP relay refused connection %d: %s", self.open_count + 1, exc)
             if self.open_count == 0:
                 raise
@@ -114,22 +152,46 @@ class ConnectionSet:
     def release(self, conn: AsyncConnection) -> None:
         """Back to the set: kept if still open, forgotten (its slot freed) if not."""
         self.busy -= 1
-        if conn.is_open and self.open_count < self._ceiling:
+        if conn.is_open and self.open_count < self.limit():
             self.idle.append(conn)
         else:
             conn.discard()
             self._release_slot(conn)
 
     def renew(self) -> None:
-        """Keep this process's leased slots alive (every batch and every fold)."""
-        if self.redis is None or not self._slots:
+        """This context sends (it counts in the split) and its leased slots stay alive;
+        at every batch's start and every fold."""
+        if self.redis is None:
             return
-        expiry = time.time() + SLOT_SECONDS
+        now = time.time()
         try:
-            # Added back if it expired meanwhile (idle between sends): the connection is open.
-            self.redis.zadd(self._key, {m: expiry for m in self._slots.values()})
+            pipe = self.redis.pipeline()
+            pipe.zadd(self._senders, {self._prefix: now + SENDER_SECONDS})
+            if self._slots:
+                # Added back if one expired meanwhile (idle between sends): it is open.
+                pipe.zadd(self._key, {m: now + SLOT_SECONDS for m in self._slots.values()})
+            pipe.execute()
         except Exception:  # noqa: BLE001 - Redis down: the process keeps its even split
             log.debug("renewing SMTP slots failed", exc_info=True)
+
+    async def leave(self) -> None:
+        """This context's batch ended: it no longer counts in the split, and while other
+        contexts send, its idle connections beyond one give their slots back to them."""
+        if self.redis is None:
+            return
+        try:
+            pipe = self.redis.pipeline()
+            pipe.zrem(self._senders, self._prefix)
+            pipe.zremrangebyscore(self._senders, "-inf", time.time())
+            pipe.zcard(self._senders)
+            others = int(pipe.execute()[2])
+        except Exception:  # noqa: BLE001 - it expires by itself
+            log.debug("leaving the SMTP senders failed", exc_info=True)
+            return
+        while others and len(self.idle) > 1:
+            conn = self.idle.pop()
+            await conn.close()
+            self._release_slot(conn)
 
     def close(self) -> None:
         for conn in self.idle:
@@ -139,7 +201,7 @@ class ConnectionSet:
 
     def _lease(self) -> tuple[bool, str | None]:
         """May one more connection open, and its deployment-wide slot (none without
-        Redis; a process's first connection opens even without a slot)."""
+        Redis). Strict: a context whose slots others hold waits for one to come free."""
         if self.redis is None:
             return True, None
         member = f"{self._prefix}:{os.getpid()}:{time.monotonic_ns()}"
@@ -149,9 +211,7 @@ class ConnectionSet:
         except Exception:  # noqa: BLE001 - Redis down: fall back to the even split
             log.debug("leasing an SMTP slot failed", exc_info=True)
             return True, None
-        if got:
-            return True, member
-        return self.open_count == 0, None
+        return (True, member) if got else (False, None)
 
     def _release_slot(self, conn: AsyncConnection) -> None:
         member = self._slots.pop(id(conn), None)
