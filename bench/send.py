@@ -13,8 +13,9 @@ For each send: emails/s from "send" to the last message the sink accepted (and a
 fraction of the ceiling), the time to the first accepted message, CPU seconds per process
 (each worker process with its pool children, PostgreSQL: the backends of the bench's
 database, and apart the shared checkpointer/bgwriter/walwriter; Redis, the sink, the
-proxy, and this process, which starts the send) and the peak PSS summed over every
-project process (the workers and their children, and this process).
+proxy, and the sender: bench/starter.py, a warm project process that starts each send as
+the web console does) and the peak PSS summed over every project process (the workers
+and their children, and the sender).
 
 --rtt-ms 20: every configuration also runs with the sink 20 ms away, through
 bench/rtt_proxy.py (10 ms each way on the byte stream). Checked in the same run: an SMTP
@@ -338,7 +339,9 @@ class Meter:
                     self.owner.setdefault(pid, name)
                     self.last[pid] = value
         if memory:
-            parts = {name: pss(pid) for name, pid in self.project()}
+            parts: dict[str, int] = {}
+            for name, pid in self.project():  # a worker's pool children add to its part
+                parts[name] = parts.get(name, 0) + pss(pid)
             total = sum(parts.values())
             if total > self.peak_pss:
                 self.peak_pss, self.peak_parts = total, parts
@@ -351,26 +354,29 @@ class Meter:
 
 
 def measure(
-    label: str, digest_id: int, args: argparse.Namespace, sink: Sink, meter: Meter
+    label: str,
+    digest_id: int,
+    args: argparse.Namespace,
+    sink: Sink,
+    meter: Meter,
+    starter: subprocess.Popen[bytes],
 ) -> dict[str, Any]:
-    """Start the send as `digest send` does and time it to the last accepted message
-    (or to --max-seconds, when the rest of the send is paused and the rate is over the
-    messages accepted by then)."""
-    from newsletter.config import get_settings
+    """Start the send in the starter process (bench/starter.py) and time it to the last
+    accepted message (or to --max-seconds, when the rest of the send is paused and the
+    rate is over the messages accepted by then)."""
     from newsletter.db import session_scope
     from newsletter.models import Digest
     from newsletter.sending.control import operator_pause, send_status
-    from newsletter.sending.job import start_send
-    from workers.tasks import enqueue_ranges
 
+    assert starter.stdin is not None and starter.stdout is not None
     before = sink.count
     sink.first_at = None
     meter.start()
     t0 = time.perf_counter()
-    with session_scope() as session:
-        digest = session.get(Digest, digest_id)
-        ranges = start_send(session, get_settings(), digest)
-    enqueue_ranges(digest_id, ranges)
+    starter.stdin.write(f"{digest_id}\n".encode())
+    starter.stdin.flush()
+    if starter.stdout.readline().strip() != b"enqueued":
+        raise SystemExit("the starter process failed; see its output above")
     t_enqueued = time.perf_counter()
     deadline = t0 + args.max_seconds
     polls = 0
@@ -490,9 +496,13 @@ def start_workers(
     """W `newsletter worker` processes (each in a process group of its own), up and idle."""
     # Threads overlap one batch's SMTP round trips with another's work in one process;
     # a solo pool has no prefork parent, so W workers are W processes, not W+1.
+    # --threads 0: no pool options, the default `newsletter worker` (prefork, a process
+    # per core, forked after the send path is imported).
     pool_args = (
-        ["--pool", "solo"]
-        if args.threads <= 1
+        []
+        if args.threads == 0
+        else ["--pool", "solo"]
+        if args.threads == 1
         else ["--pool", "threads", "--concurrency", str(args.threads)]
     )
     path = work / f"worker-{tag}.log"
@@ -555,7 +565,12 @@ def main() -> int:
         choices=["off", "rsa", "both"],
         help="Sign with RSA-2048 (--dkim), or run both ways in the same run (--dkim both).",
     )
-    ap.add_argument("--threads", type=int, default=2, help="Batches side by side per worker.")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="Batches side by side per worker (threads); 0: the default prefork pool.",
+    )
     ap.add_argument("--batch", type=int, default=200, help="NEWSLETTER_SEND_BATCH_SIZE.")
     ap.add_argument(
         "--rtt-ms",
@@ -618,6 +633,7 @@ def main() -> int:
     sink = Sink(port)
     proxy: subprocess.Popen[bytes] | None = None
     pool: list[subprocess.Popen[bytes]] = []
+    starter: subprocess.Popen[bytes] | None = None
     try:
         digest_id, size = prepare(db_url, args.subscribers, args.audience)
         from newsletter import db
@@ -659,6 +675,15 @@ def main() -> int:
 
         me = psutil.Process()
         redis_pids = [c.pid for c in me.children() if c.name().startswith("redis")]
+        starter = start_group(
+            [sys.executable, str(ROOT / "bench" / "starter.py")],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert starter.stdout is not None
+        if starter.stdout.readline().strip() != b"ready":
+            raise SystemExit("the starter process did not start")
         rows: list[dict[str, Any]] = []
         ceilings: list[float] = []
         fresh = [digest_id]
@@ -699,7 +724,7 @@ def main() -> int:
                         f"worker{i + 1}": (lambda pid=w.pid: tree(pid)) for i, w in enumerate(pool)
                     }
                     groups |= {
-                        "sender": lambda: [me.pid],
+                        "sender": lambda: [starter.pid],
                         "pg backends": pg_backends,
                         "pg shared aux": pg_aux,
                         "redis": lambda: redis_pids,
@@ -709,7 +734,7 @@ def main() -> int:
                         groups["proxy"] = lambda: [proxy.pid] if proxy else []
 
                     def project(pool: list[subprocess.Popen[bytes]] = pool) -> list[Any]:
-                        out: list[Any] = [("sender", me.pid)]
+                        out: list[Any] = [("sender", starter.pid)]
                         for i, w in enumerate(pool):
                             out += [(f"worker{i + 1}", p) for p in tree(w.pid)]
                         return out
@@ -719,7 +744,7 @@ def main() -> int:
                         sends.append((label + ", segment", next_digest(tag + "-s", True)))
                     for what, digest in sends:
                         meter = Meter(groups, project)
-                        row = measure(what, digest, args, sink, meter)
+                        row = measure(what, digest, args, sink, meter, starter)
                         rows.append(row)
                         print_row(row, top)
                     for w in pool:
@@ -733,6 +758,8 @@ def main() -> int:
             stop_group(w)
         if proxy is not None:
             stop_group(proxy, 5)
+        if starter is not None:
+            stop_group(starter, 5)
         sink.stop()
         from newsletter import db
 

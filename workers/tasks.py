@@ -302,6 +302,15 @@ def _pool_size(sender: Any = None, **_: object) -> None:
     if "solo" in str(getattr(sender, "pool_cls", "")).lower():
         size = 1
     os.environ[POOL_ENV] = str(size)
+    # The send path imported once here, before the pool forks, and the heap frozen out of
+    # the collector: the children share these pages instead of each dirtying a copy (a
+    # collection writes to every object it scans).
+    import gc
+
+    import newsletter.sending.batch  # noqa: F401
+    import newsletter.sending.job  # noqa: F401
+
+    gc.freeze()
 
 
 @worker_process_init.connect

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment
-from premailer import Premailer
 
 from newsletter.i18n import localized
 from newsletter.templating import email_env
@@ -33,6 +32,10 @@ def inline_css(html: str) -> str:
     inlined, the media queries for dark mode and narrow screens, stays in a <style>.
     width attributes are kept because Outlook needs them for a fixed column.
     """
+    # Imported here: premailer brings lxml, cssutils and requests (some 20 MB), which a
+    # worker that only sends (the digest is inlined once, at compose time) never needs.
+    from premailer import Premailer
+
     inlined: object = Premailer(
         html,
         keep_style_tags=False,
