@@ -571,7 +571,18 @@ def main() -> int:
         default=2,
         help="Batches side by side per worker (threads); 0: the default prefork pool.",
     )
-    ap.add_argument("--batch", type=int, default=200, help="NEWSLETTER_SEND_BATCH_SIZE.")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="NEWSLETTER_SEND_BATCH_SIZE (default: the project's).",
+    )
+    ap.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="NEWSLETTER_SEND_CONNECTIONS (default: the project's, 50).",
+    )
     ap.add_argument(
         "--rtt-ms",
         type=float,
@@ -610,8 +621,11 @@ def main() -> int:
         "NEWSLETTER_SECRET_KEY": "bench-secret-0123456789abcdef0123456789",
         "NEWSLETTER_FROM": "The Newsroom <news@example.com>",
         "NEWSLETTER_BASE_URL": "https://news.example.com",
-        "NEWSLETTER_SEND_BATCH_SIZE": str(args.batch),
     }
+    if args.batch is not None:
+        env["NEWSLETTER_SEND_BATCH_SIZE"] = str(args.batch)
+    if args.connections is not None:
+        env["NEWSLETTER_SEND_CONNECTIONS"] = str(args.connections)
     dkim_env: dict[str, str] = {}
     if args.dkim != "off":
         from cryptography.hazmat.primitives import serialization

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # Sending engine (newsletter/sending/): batches, retries, leases, politeness.
     dkim_ed25519_key_file: Path | None = None
     dkim_ed25519_selector: str | None = None
-    send_batch_size: int = Field(100, ge=1, le=10000)
+    send_batch_size: int = Field(1000, ge=1, le=10000)
     # The most SMTP connections the deployment keeps open to the relay (its workers split it).
     send_connections: int = Field(50, ge=1)
     # start_send writes this many recipients at once, the rest in a task (job.py).

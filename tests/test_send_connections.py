@@ -33,6 +33,7 @@ class SlowRelay:
         self.port = free_port()
         self.rcpts: list[str] = []
         self.connections = self.peak_connections = 0
+        self.opened = 0  # sessions greeted with 220 over the relay's life
         self.in_flight = self.peak_in_flight = 0
         self.refused = 0
         self._lock = threading.Lock()
@@ -67,6 +68,7 @@ class SlowRelay:
             writer.close()
             return
         self.connections += 1
+        self.opened += 1
         self.peak_connections = max(self.peak_connections, self.connections)
         try:
             await self._talk(reader, writer)
@@ -225,6 +227,10 @@ def test_two_workers_split_the_connections_between_them(
         assert relay.peak_connections <= 20  # the deployment's cap holds across workers
         # An even split is 10 each; the first worker to start must not keep 19 of them.
         assert fairest >= 8, fairest
+        # Connections are kept from one batch to the next (six batches here): the relay
+        # sees the first worker's 20, the second's 10 once the first gave 10 back, and few
+        # more, not a new set per batch.
+        assert relay.opened <= 36, relay.opened
     finally:
         app.stop()
         relay.stop()

@@ -239,6 +239,9 @@ class Batch:
         self.result = BatchResult()
         self.rows: list[Row] = []
         self.released = False  # unsent rows were given back because the send paused
+        # Batches of this send still wait (queued rows): the context keeps its connections
+        # and its place in the split for the next one, which usually follows at once.
+        self.more = False
         self.heartbeat: Heartbeat | None = None
 
     def run(self) -> BatchResult:
@@ -255,7 +258,10 @@ class Batch:
         finally:
             if self.heartbeat is not None:
                 self.heartbeat.stop()
-        return self.finish()
+        result = self.finish()
+        if not self.more:
+            self.ctx.stop_sending()
+        return result
 
     def admit(self) -> bool:
         """Is there anything to do? A send paused by an outage is probed instead."""
@@ -312,6 +318,18 @@ class Batch:
             .where(Delivery.digest_id == self.digest_id, Delivery.status.in_(OPEN))
             .limit(1)
         )
+        if open_left is not None and not self.released and result.retry_in is None:
+            self.more = (
+                session.scalar(
+                    select(Delivery.id)
+                    .where(
+                        Delivery.digest_id == self.digest_id,
+                        Delivery.status == DeliveryStatus.queued,
+                    )
+                    .limit(1)
+                )
+                is not None
+            )
         if open_left is None:
             # Not done if paused meanwhile: the resume finishes it (control.resume).
             if lifecycle.finish_if_done(session, self.digest_id):
@@ -409,7 +427,6 @@ class _Sender:
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
-            await connections.leave()
 
     async def _watch(self, connections: ConnectionSet) -> None:
         last_flush = last_control = time.monotonic()

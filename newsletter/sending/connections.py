@@ -7,8 +7,11 @@ deployment-wide count of leased slots (a ZSET whose members expire unless renewe
 dead process's slots come back after SLOT_SECONDS) that no share may overrun; without
 Redis (one host) this process's even split of the worker's pool. A context above its
 share (others started sending) closes its extra connections as they come free, and
-one whose batch ended keeps only one idle while others send, so a context waiting for
-a slot gets one within a batch. Connections open lazily, as a batch's rows need them.
+one with no batch of its send left waiting keeps only one idle while others send, so a
+context waiting for a slot gets one within a batch. Between two batches of a send a
+context keeps them all: reopening them (a TCP and an EHLO round trip each) would idle
+every connection a few round trips per batch, most of the time on a distant relay.
+Connections open lazily, as a batch's rows need them.
 A relay that answers 421 on connect (its own cap) lowers this context's count to what
 it has open; only when not even one can be had is it an outage (SmtpUnavailable).
 """
@@ -175,8 +178,9 @@ class ConnectionSet:
             log.debug("renewing SMTP slots failed", exc_info=True)
 
     async def leave(self) -> None:
-        """This context's batch ended: it no longer counts in the split, and while other
-        contexts send, its idle connections beyond one give their slots back to them."""
+        """No batch of this context's send is waiting: it no longer counts in the split,
+        and while other contexts send, its idle connections beyond one give their slots
+        back to them."""
         if self.redis is None:
             return
         try:

@@ -52,6 +52,12 @@ class WorkerContext:
             self._connections = ConnectionSet(self.settings, self.redis)
         return self._connections
 
+    def stop_sending(self) -> None:
+        """No more batches of this send are waiting: stop counting in the connection split
+        and give extra connections back to the contexts still sending."""
+        if self._connections is not None:
+            self._connections.run(self._connections.leave())
+
     def close(self) -> None:
         self.transport.close()
         if self._connections is not None:
