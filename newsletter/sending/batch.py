@@ -309,27 +309,21 @@ class Batch:
             self._finish(session)
         return self.result
 
+    def _any_row(self, session: Session, statuses: tuple[DeliveryStatus, ...]) -> int | None:
+        return session.scalar(
+            select(Delivery.id)
+            .where(Delivery.digest_id == self.digest_id, Delivery.status.in_(statuses))
+            .limit(1)
+        )
+
     def _finish(self, session: Session) -> None:
         result = self.result
         if result.bounced:
             control.check_bounce_rate(session, self.settings, self.digest_id)
-        open_left = session.scalar(
-            select(Delivery.id)
-            .where(Delivery.digest_id == self.digest_id, Delivery.status.in_(OPEN))
-            .limit(1)
-        )
-        if open_left is not None and not self.released and result.retry_in is None:
-            self.more = (
-                session.scalar(
-                    select(Delivery.id)
-                    .where(
-                        Delivery.digest_id == self.digest_id,
-                        Delivery.status == DeliveryStatus.queued,
-                    )
-                    .limit(1)
-                )
-                is not None
-            )
+        # A queued row is an open one too: while batches wait, one probe answers both.
+        queued_left = self._any_row(session, (DeliveryStatus.queued,))
+        open_left = queued_left if queued_left is not None else self._any_row(session, OPEN)
+        self.more = queued_left is not None and not self.released and result.retry_in is None
         if open_left is None:
             # Not done if paused meanwhile: the resume finishes it (control.resume).
             if lifecycle.finish_if_done(session, self.digest_id):
