@@ -2,31 +2,56 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from newsletter import audit
-from newsletter.commands import (
-    bounces,
-    db,
-    digest,
-    feeds,
-    lists,
-    segments,
-    sends,
-    services,
-    stats,
-    stories,
-    subscribers,
-    up,
-    users,
-    webhooks,
-)
 from newsletter.commands.common import use_data_dir
 
+# Each command's module is imported when that command runs, not at start-up: a long-lived
+# `newsletter worker` (and its pool, forked from it) would otherwise hold every other
+# command's libraries (image processing, feeds, DNS, the console's templates) for nothing.
+COMMANDS: dict[str, str] = {
+    "up": "up:up",
+    "web": "services:web",
+    "worker": "services:worker",
+    "beat": "services:beat",
+    "catcher": "services:catcher",
+    "db": "db:db",
+    "lists": "lists:lists_group",
+    "segments": "segments:segments_group",
+    "subscribers": "subscribers:subscribers_group",
+    "stories": "stories:stories",
+    "feeds": "feeds:feeds_group",
+    "digest": "digest:digest",
+    "sends": "sends:sends",
+    "bounces": "bounces:bounces",
+    "bounce-server": "bounces:bounce_server",
+    "users": "users:users_group",
+    "stats": "stats:stats_group",
+    "webhooks": "webhooks:webhooks_group",
+}
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are loaded by name from COMMANDS on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(f"newsletter.commands.{module}"), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="newsletter")
 @click.option(
     "--data-dir",
@@ -49,26 +74,3 @@ def _shell_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-for command in (
-    up.up,
-    services.web,
-    services.worker,
-    services.beat,
-    services.catcher,
-    db.db,
-    lists.lists_group,
-    segments.segments_group,
-    subscribers.subscribers_group,
-    stories.stories,
-    feeds.feeds_group,
-    digest.digest,
-    sends.sends,
-    bounces.bounces,
-    bounces.bounce_server,
-    users.users_group,
-    stats.stats_group,
-    webhooks.webhooks_group,
-):
-    main.add_command(command)

@@ -47,20 +47,23 @@ def web(host: str, port: int, processes: int) -> None:
 def worker(concurrency: int | None, pool: str, loglevel: str, hostname: str | None) -> None:
     """Run a Celery worker."""
     settings()
+    from celery.utils.nodenames import default_nodename, host_format
+
     from workers.app import app
 
-    argv = [
-        "worker",
-        f"--loglevel={loglevel}",
-        f"--pool={pool}",
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    if concurrency:
-        argv.append(f"--concurrency={concurrency}")
-    if hostname:
-        argv.append(f"--hostname={hostname}")
-    app.worker_main(argv)
+    # The worker is built here, as `celery worker` would build it, not through Celery's
+    # own command line: that one loads an interactive shell's libraries (prompt_toolkit,
+    # pygments) into the worker and every pool process forked from it.
+    node = app.Worker(
+        hostname=host_format(default_nodename(hostname)),
+        pool_cls=pool,
+        loglevel=loglevel,
+        concurrency=concurrency,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    node.start()
+    raise SystemExit(node.exitcode)
 
 
 @click.command()
