@@ -6,17 +6,24 @@ import logging
 import os
 import smtplib
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import (
+    worker_before_create_process,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 
 from newsletter.config import get_settings
 from newsletter.db import session_scope
-from newsletter.mail.smtp import SmtpTransport
-from newsletter.mail.system import Outgoing
-from newsletter.subscriptions.confirmation import confirmation_mail
-from newsletter.subscriptions.maintenance import purge_unconfirmed as purge
 from workers.app import app
+
+# What a task needs is imported in the task: the process that only enqueues (a send's
+# start, the web form) and the worker's prefork parent stay free of the mail renderer.
+if TYPE_CHECKING:
+    from newsletter.mail.smtp import SmtpTransport
+    from newsletter.mail.system import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,8 @@ class PermanentRefusal(Exception):
     max_retries=8,
 )
 def send_confirmation(self: Any, subscription_id: int) -> str:
+    from newsletter.subscriptions.confirmation import confirmation_mail
+
     settings = get_settings()
     with session_scope() as session:
         mail = confirmation_mail(session, settings, subscription_id)
@@ -113,6 +122,8 @@ def send_preferences_link(self: Any, subscriber_id: int, language: str | None = 
 
 @app.task
 def purge_unconfirmed() -> int:
+    from newsletter.subscriptions.maintenance import purge_unconfirmed as purge
+
     with session_scope() as session:
         return purge(session, get_settings())
 
@@ -302,14 +313,28 @@ def _pool_size(sender: Any = None, **_: object) -> None:
     if "solo" in str(getattr(sender, "pool_cls", "")).lower():
         size = 1
     os.environ[POOL_ENV] = str(size)
-    # The send path imported once here, before the pool forks, and the heap frozen out of
-    # the collector: the children share these pages instead of each dirtying a copy (a
-    # collection writes to every object it scans).
-    import gc
-
+    # The send path imported once here, before the pool forks: the children share it.
     import newsletter.sending.batch  # noqa: F401
     import newsletter.sending.job  # noqa: F401
+    from newsletter.db import get_engine
 
+    get_engine()  # loads the database driver; no connection yet (each child makes its own)
+
+
+@worker_before_create_process.connect
+def _share_before_fork(**_: object) -> None:
+    """Just before each pool process forks: what every child would build for itself is
+    built once here, and the heap is frozen out of the collector (a collection writes to
+    every object it scans), so the children share these pages instead of copying them."""
+    import gc
+    import sys
+
+    if "cffi" in sys.modules:
+        # billiard declares prctl() with cffi in each new child (set_pdeathsig); the C
+        # parser that loads (~4 MB) is cached per process, so it is made here, once.
+        import cffi
+
+        cffi.FFI().cdef("int prctl (int __option, ...);")
     gc.freeze()
 
 

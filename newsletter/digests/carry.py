@@ -31,13 +31,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, literal, select
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.digests.render import Composition, render_digest
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -47,6 +46,9 @@ from newsletter.models import (
     MailingList,
     Story,
 )
+
+if TYPE_CHECKING:
+    from newsletter.digests.render import Composition
 
 REACHED = (DeliveryStatus.sent, DeliveryStatus.sending)
 _CHAIN_LOOKBACK = 100  # digests looked at, newest first, for the chain
@@ -206,6 +208,10 @@ def render_variants(
     """Variants 1..k: the new stories and those of the links after the m-th (none when
     that leaves nothing); then for each of `languages` (slot s = 1, 2, …) the whole
     digest as variant s·(k+1) and its carry variants s·(k+1)+m, rendered in it."""
+    # The composer (Jinja2, lxml, Markdown) is loaded here, not with this module: starting
+    # and sending a send reads the links only and keeps that memory out of its processes.
+    from newsletter.digests.render import render_digest
+
     variants: dict[int, Composition] = {}
     step = len(owed) + 1
     for slot, language in enumerate([None, *languages]):
