@@ -329,11 +329,10 @@ def _share_before_fork(**_: object) -> None:
     import gc
     import sys
 
-    if "cffi" in sys.modules:
+    cffi = sys.modules.get("cffi")  # billiard's choice: it uses cffi when it is loaded
+    if cffi is not None:
         # billiard declares prctl() with cffi in each new child (set_pdeathsig); the C
         # parser that loads (~4 MB) is cached per process, so it is made here, once.
-        import cffi
-
         cffi.FFI().cdef("int prctl (int __option, ...);")
     gc.freeze()
 
