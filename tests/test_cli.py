@@ -153,6 +153,19 @@ def test_a_malformed_setting_is_one_line_at_start_up(tmp_path: Path):
     ]
 
 
+def test_a_worker_option_out_of_range_is_one_line_not_a_traceback(tmp_path: Path):
+    for args, named in (
+        (("--loglevel", "LOUD"), "'--loglevel'"),
+        (("--concurrency", "0"), "'--concurrency'"),
+    ):
+        bad = cli("worker", *args, cwd=tmp_path)
+        assert bad.returncode == 2, bad.stderr
+        last = bad.stderr.strip().splitlines()[-1]
+        assert last.startswith("Error: Invalid value for") and named in last
+        assert "Traceback" not in bad.stderr
+    assert not (tmp_path / "var").exists()  # nothing started, nothing written
+
+
 def test_production_mode_names_every_missing_setting(tmp_path: Path):
     result = cli("db", "upgrade", env={"NEWSLETTER_ENV": "production"}, cwd=tmp_path)
     assert result.returncode == 2

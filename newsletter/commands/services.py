@@ -7,6 +7,8 @@ import click
 from newsletter.commands.common import handled, settings
 from newsletter.errors import InvalidInput
 
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -39,9 +41,15 @@ def web(host: str, port: int, processes: int) -> None:
 
 
 @click.command()
-@click.option("--concurrency", "-c", type=int, default=None, help="Processes (default: cores).")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes (default: cores).",
+)
 @click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default="prefork")
-@click.option("--loglevel", default="INFO")
+@click.option("--loglevel", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO")
 @click.option("--hostname", "-n", default=None, help="Node name, e.g. worker1@%h.")
 @handled
 def worker(concurrency: int | None, pool: str, loglevel: str, hostname: str | None) -> None:
