@@ -7,7 +7,9 @@ import click
 from newsletter.commands.common import handled, settings
 from newsletter.errors import InvalidInput
 
-LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+# The levels `celery worker --loglevel` takes (celery.bin.base.LogLevel, not imported:
+# that module loads pygments into the worker and every process forked from it).
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL"]
 
 
 @click.command()
