@@ -327,18 +327,26 @@ class Settings(BaseSettings):
         return self.admin_token or _persisted_secret(self.data_dir, "admin_token")
 
 
+_PERSISTED: dict[Path, str] = {}
+
+
 def _persisted_secret(data_dir: Path, name: str) -> str:
-    """An embedded-default secret, made once and kept in the data dir so links survive restarts."""
+    """An embedded-default secret, made once and kept in the data dir so links survive
+    restarts; read once per process (a sign-up asked for it several times, a file read
+    each)."""
     path = data_dir / name
+    known = _PERSISTED.get(path)
+    if known is not None:
+        return known
     if path.exists():
-        return path.read_text().strip()
+        return _PERSISTED.setdefault(path, path.read_text().strip())
     data_dir.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(value)
     tmp.chmod(0o600)
     tmp.replace(path)
-    return path.read_text().strip()
+    return _PERSISTED.setdefault(path, path.read_text().strip())
 
 
 def load_settings() -> Settings:
