@@ -9,11 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
 
 from newsletter.config import Settings, get_settings
 from workers import fsbroker
 
 fsbroker.install()  # filesystem:// messages written whole before a worker can read them
+# redis:// with one client per channel (workers/redisbroker.py), imported only when used.
+TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = "workers.redisbroker:Transport"
 
 
 def make_celery(settings: Settings) -> Celery:
