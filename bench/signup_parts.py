@@ -1,0 +1,133 @@
+"""Benchmark: the three parts of a sign-up's cost changed for the front door, each beside
+the library code it replaces, in one process and one run, alternating per round.
+
+- confirmation HTML: `render_email("confirm", …)` (premailer once per page shape, the
+  reader's strings after) against premailer on every mail (render, then `inline_css`);
+  milliseconds of CPU per mail.
+- enqueue on redis://: Celery's `send_task` through workers/redisbroker.py against kombu's
+  own Redis transport (a redis-server of the bench's own); microseconds of CPU per task.
+- file broker take: a backlog of --backlog messages taken one by one through
+  workers/fsbroker.py against kombu's file-system transport; messages/s.
+
+    python bench/signup_parts.py [--rounds 5] [--backlog 3000]
+
+Prints every round, then the medians with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from kombu import Connection  # noqa: E402
+from kombu.transport import TRANSPORT_ALIASES, _transport_cache  # noqa: E402
+from kombu.transport import filesystem as kombu_filesystem  # noqa: E402
+from own_redis import own_redis  # noqa: E402
+
+import workers.app  # noqa: E402,F401 - installs the project's transports
+from newsletter.mail.render import inline_css, render_email  # noqa: E402
+from workers import fsbroker  # noqa: E402
+
+CONTEXT = {
+    "email": "reader@example.org",
+    "list_name": "Morning Briefing",
+    "confirm_url": "https://news.example.org/confirm/AbCdEf0123456789",
+    "requested_at": "1 December 2026, 10:00 UTC",
+    "requested_ip": "203.0.113.9",
+    "ttl_days": 7,
+    "postal_address": "The Newsroom, 1 Example Street",
+    "preferences_url": None,
+}
+
+
+def cpu_per_call(fn: Callable[[int], object], n: int) -> float:
+    started = time.process_time()
+    for i in range(n):
+        fn(i)
+    return (time.process_time() - started) / n
+
+
+def render_ms(fast: bool, n: int = 300) -> float:
+    def one(i: int) -> object:
+        context = CONTEXT | {"name": f"Reader {i}"}
+        if fast:
+            return render_email("confirm", context).html
+        return inline_css(render_email("confirm", context, inline=False).html)
+
+    return cpu_per_call(one, n) * 1000
+
+
+def enqueue_us(redis_url: str, transport: str, n: int = 2000) -> float:
+    from newsletter.config import Settings
+    from workers.app import make_celery
+
+    TRANSPORT_ALIASES["redis"] = transport
+    _transport_cache.clear()
+    app = make_celery(Settings(broker_url=redis_url, data_dir=Path(tempfile.mkdtemp())))
+
+    def one(i: int) -> object:
+        return app.send_task("workers.tasks.send_confirmation", args=(i,))
+
+    cpu_per_call(one, 100)  # connections and channels made
+    taken = cpu_per_call(one, n) * 1e6
+    app.close()
+    return taken
+
+
+def take_rate(transport: type, backlog: int) -> float:
+    folder = tempfile.mkdtemp(prefix="nl-bench-fs-")
+    options = {"data_folder_in": folder, "data_folder_out": folder}
+    with Connection(transport=transport, transport_options=options) as conn:
+        queue = conn.SimpleQueue("bench")
+        for i in range(backlog):
+            queue.put({"n": i})
+        started = time.perf_counter()
+        for _ in range(backlog):
+            queue.get(timeout=5).ack()
+        elapsed = time.perf_counter() - started
+        queue.close()
+    return backlog / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--backlog", type=int, default=3000)
+    args = parser.parse_args()
+    figures: dict[str, list[float]] = {}
+    render_ms(True, 20)  # templates compiled, premailer imported
+    with own_redis() as redis_url:
+        for r in range(1, args.rounds + 1):
+            row = {
+                "confirmation HTML, premailer per mail (ms CPU)": render_ms(False),
+                "confirmation HTML, once per shape (ms CPU)": render_ms(True),
+                "enqueue, kombu's redis (us CPU)": enqueue_us(
+                    redis_url, "kombu.transport.redis:Transport"
+                ),
+                "enqueue, ours (us CPU)": enqueue_us(redis_url, "workers.redisbroker:Transport"),
+                "file broker take, kombu's (msg/s)": take_rate(
+                    kombu_filesystem.Transport, args.backlog
+                ),
+                "file broker take, ours (msg/s)": take_rate(fsbroker.Transport, args.backlog),
+            }
+            print(f"round {r}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
+            for key, value in row.items():
+                figures.setdefault(key, []).append(value)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nmedians of {args.rounds} rounds (backlog {args.backlog}; load {load}):")
+    for key, values in figures.items():
+        print(f"  {key:50} {statistics.median(values):10.2f}")
+
+
+if __name__ == "__main__":
+    main()
