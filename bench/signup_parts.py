@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -98,9 +100,15 @@ def _enqueue_here(transport: str, redis_url: str, n: int = 2000) -> None:
 
 def take_rate(transport: type, backlog: int) -> float:
     folder = tempfile.mkdtemp(prefix="nl-bench-fs-")
-    options = {"data_folder_in": folder, "data_folder_out": folder}
+    options = {
+        "data_folder_in": folder,
+        "data_folder_out": folder,
+        "control_folder": os.path.join(folder, "control"),  # not the working directory
+    }
     with Connection(transport=transport, transport_options=options) as conn:
-        queue = conn.SimpleQueue("bench")
+        # A queue name of its own: kombu remembers declared exchanges per process, across
+        # folders, and would route the second transport's messages to the first's table.
+        queue = conn.SimpleQueue(f"bench{uuid.uuid4().hex[:8]}")
         for i in range(backlog):
             queue.put({"n": i})
         started = time.perf_counter()
@@ -108,6 +116,7 @@ def take_rate(transport: type, backlog: int) -> float:
             queue.get(timeout=5).ack()
         elapsed = time.perf_counter() - started
         queue.close()
+    shutil.rmtree(folder, ignore_errors=True)
     return backlog / elapsed
 
 

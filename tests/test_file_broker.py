@@ -13,7 +13,12 @@ from workers import fsbroker
 
 
 def _connection(folder: Path) -> Connection:
-    options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    options = {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "control_folder": str(folder / "control"),  # kombu's default is the working directory
+    }
+    (folder / "queue").mkdir(exist_ok=True)
     return Connection(transport=fsbroker.Transport, transport_options=options)
 
 
@@ -51,7 +56,7 @@ def test_consumers_sharing_a_folder_take_each_message_once(tmp_path: Path) -> No
     assert not any(thread.is_alive() for thread in threads)
     assert sorted(taken[0] + taken[1]) == list(range(total))  # none lost, none twice
     assert taken[0] and taken[1]
-    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".msg")]
+    assert not [p.name for p in (tmp_path / "queue").iterdir() if p.name.endswith(".msg")]
 
 
 def test_a_backlog_comes_out_oldest_first_across_a_longer_timestamp() -> None:
