@@ -158,14 +158,22 @@ def parts(text: str) -> Iterator[tuple[int, int, str]]:
             return
 
 
+def begin(settings: Settings, job_id: str) -> Job:
+    """The job marked running, before the thread that imports it starts: the page the
+    operator is sent to then refreshes itself however late the thread gets going (it
+    showed the dry run again, and stayed there, when the page came first)."""
+    job = load(settings, job_id)
+    job.state, job.error = "running", ""
+    save(settings, job)
+    return job
+
+
 def run(
     settings: Settings, job_id: str, import_part: Callable[[io.StringIO, int], dict[str, Any]]
 ) -> Job:
     """Import the rows not yet imported, part by part, saving progress after each."""
-    job = load(settings, job_id)
+    job = begin(settings, job_id)
     text = (folder(settings) / f"{job.id}.csv").read_text(encoding="utf-8")
-    job.state, job.error = "running", ""
-    save(settings, job)
     total = job.result or {
         "added": 0,
         "confirmation_sent": 0,

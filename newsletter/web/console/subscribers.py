@@ -227,6 +227,7 @@ def start_import(request: Request, job_id: str, current: Admin) -> Response:
     def part(stream: io.StringIO, first_line: int) -> dict[str, Any]:
         return perform(actions.import_part, stream, job.list_slug, job.confirmed, first_line)
 
+    imports.begin(settings, job.id)
     _background(job.id, lambda: imports.run(settings, job.id, part))
     return redirect(f"/console/subscribers/import/{job.id}")
 
