@@ -12,7 +12,7 @@ import re
 import secrets
 from email.headerregistry import Address
 from email.utils import parseaddr
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -327,26 +327,20 @@ class Settings(BaseSettings):
         return self.admin_token or _persisted_secret(self.data_dir, "admin_token")
 
 
-_PERSISTED: dict[Path, str] = {}
-
-
+@cache  # read once per process: a sign-up asked for it several times, a file read each
 def _persisted_secret(data_dir: Path, name: str) -> str:
     """An embedded-default secret, made once and kept in the data dir so links survive
-    restarts; read once per process (a sign-up asked for it several times, a file read
-    each)."""
+    restarts."""
     path = data_dir / name
-    known = _PERSISTED.get(path)
-    if known is not None:
-        return known
     if path.exists():
-        return _PERSISTED.setdefault(path, path.read_text().strip())
+        return path.read_text().strip()
     data_dir.mkdir(parents=True, exist_ok=True)
     value = secrets.token_urlsafe(32)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(value)
     tmp.chmod(0o600)
     tmp.replace(path)
-    return _PERSISTED.setdefault(path, path.read_text().strip())
+    return path.read_text().strip()
 
 
 def load_settings() -> Settings:

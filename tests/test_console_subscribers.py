@@ -105,6 +105,7 @@ def test_an_admin_finds_adds_imports_exports_and_erases_readers(
     page.get_by_role("button", name="Import 5 rows").click()
     expect(page.get_by_role("heading", level=1)).to_contain_text("Imported", timeout=30_000)
     expect(page.locator("#count-new")).to_have_text("2")
+    check_page(page, "import-done")
     page.goto(console.url("/console/subscribers?q=bo"))
     expect(page.get_by_role("link", name="bo@example.org")).to_be_visible()
 

@@ -171,8 +171,9 @@ def begin(settings: Settings, job_id: str) -> Job:
 def run(
     settings: Settings, job_id: str, import_part: Callable[[io.StringIO, int], dict[str, Any]]
 ) -> Job:
-    """Import the rows not yet imported, part by part, saving progress after each."""
-    job = begin(settings, job_id)
+    """Import the rows not yet imported of a job `begin` marked running, part by part,
+    saving progress after each."""
+    job = load(settings, job_id)
     text = (folder(settings) / f"{job.id}.csv").read_text(encoding="utf-8")
     total = job.result or {
         "added": 0,
