@@ -1,6 +1,10 @@
-"""Benchmark: the three parts of a sign-up's cost changed for the front door, each beside
-the library code it replaces, in one process and one run, alternating per round.
+"""Benchmark: the parts of a sign-up's cost changed for the front door, each beside the
+library code it replaces, in one process and one run, alternating per round.
 
+- confirmation message: the rendered confirmation (English, a reader "Reader N"; and
+  Ukrainian, "Олена N", whose To header still goes through the email package) written as
+  bytes by `message_bytes` against the email package (`build_message(...).as_bytes()`,
+  the reference it must equal byte for byte); milliseconds of CPU per mail.
 - confirmation HTML: `render_email("confirm", …)` (premailer once per page shape, the
   reader's strings after) against premailer on every mail (render, then `inline_css`);
   milliseconds of CPU per mail.
@@ -38,6 +42,7 @@ from kombu.transport import filesystem as kombu_filesystem  # noqa: E402
 from own_redis import own_redis  # noqa: E402
 
 import workers.app  # noqa: E402,F401 - installs the project's transports
+from newsletter.mail.message import address, build_message, message_bytes  # noqa: E402
 from newsletter.mail.render import inline_css, render_email  # noqa: E402
 from workers import fsbroker  # noqa: E402
 
@@ -66,6 +71,25 @@ def render_ms(fast: bool, n: int = 300) -> float:
         if fast:
             return render_email("confirm", context).html
         return inline_css(render_email("confirm", context, inline=False).html)
+
+    return cpu_per_call(one, n) * 1000
+
+
+def message_ms(fast: bool, language: str, n: int = 300) -> float:
+    name = "Олена" if language == "uk" else "Reader"
+    rendered = render_email("confirm", CONTEXT | {"name": name}, language=language)
+    sender = address("news@example.org", "The Newsroom")
+
+    def one(i: int) -> object:
+        mail = {
+            "sender": sender,
+            "to": address(f"reader{i}@example.org", f"{name} {i}"),
+            "subject": rendered.subject,
+            "text": rendered.text,
+            "html": rendered.html,
+            "headers": {"Auto-Submitted": "auto-generated"},
+        }
+        return message_bytes(**mail) if fast else build_message(**mail).as_bytes()
 
     return cpu_per_call(one, n) * 1000
 
@@ -131,9 +155,14 @@ def main() -> None:
         return
     figures: dict[str, list[float]] = {}
     render_ms(True, 20)  # templates compiled, premailer imported
+    message_ms(True, "uk", 20)
     with own_redis() as redis_url:
         for r in range(1, args.rounds + 1):
             row = {
+                "confirmation message, email package (ms CPU)": message_ms(False, "en"),
+                "confirmation message, message_bytes (ms CPU)": message_ms(True, "en"),
+                "Ukrainian confirmation, email package (ms CPU)": message_ms(False, "uk"),
+                "Ukrainian confirmation, message_bytes (ms CPU)": message_ms(True, "uk"),
                 "confirmation HTML, premailer per mail (ms CPU)": render_ms(False),
                 "confirmation HTML, once per shape (ms CPU)": render_ms(True),
                 "enqueue, kombu's redis (us CPU)": enqueue_us(

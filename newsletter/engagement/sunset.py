@@ -32,9 +32,9 @@ from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.effects import Done
-from newsletter.mail.message import address, build_message
+from newsletter.mail.message import address
 from newsletter.mail.render import render_email
-from newsletter.mail.system import Outgoing, prepare
+from newsletter.mail.system import AUTO, Outgoing, system_mail
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -196,20 +196,19 @@ def ask(
     context = question_context(settings, sub)
     rendered = render_email("sunset", context, language=sub.subscriber.language)
     unsubscribe = str(context["unsubscribe_url"])
-    message = build_message(
-        sender=settings.sender,
+    # VERP kind "c": a bounce of it is counted against the subscription, never acted on.
+    return system_mail(
+        settings,
+        "c",
+        sub.id,
         to=address(sub.subscriber.email, sub.subscriber.name),
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
+        rendered=rendered,
         headers={
-            "Auto-Submitted": "auto-generated",
+            **AUTO,
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )
-    # VERP kind "c": a bounce of it is counted against the subscription, never acted on.
-    return prepare(message, settings, "c", sub.id)
 
 
 def end(

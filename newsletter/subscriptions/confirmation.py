@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email.message import EmailMessage
 
 from babel.dates import format_datetime
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
 from newsletter.i18n import choose
-from newsletter.mail.message import address, build_message
+from newsletter.mail.message import address
 from newsletter.mail.render import render_email
-from newsletter.mail.system import Outgoing, prepare
+from newsletter.mail.system import Outgoing, system_mail
 from newsletter.models import Subscription, SubscriptionStatus
 from newsletter.subscriptions.tokens import make_confirm_token
 
@@ -25,10 +24,11 @@ def _when(moment: datetime, language: str | None) -> str:
     return format_datetime(moment, "d MMMM y, HH:mm 'UTC'", tzinfo=UTC, locale=choose(language))
 
 
-def confirmation_email(
+def confirmation_mail(
     session: Session, settings: Settings, subscription_id: int
-) -> EmailMessage | None:
-    """The mail for a pending subscription, or None if it is no longer pending."""
+) -> Outgoing | None:
+    """The mail for a pending subscription as it leaves (signed, with the subscription's
+    own return path), or None if it is no longer pending."""
     sub = session.get(Subscription, subscription_id)
     if sub is None or sub.status != SubscriptionStatus.unconfirmed:
         return None
@@ -47,19 +47,5 @@ def confirmation_email(
     }
     # In the language the reader signed up with (Accept-Language or the page's choice).
     rendered = render_email("confirm", context, language=subscriber.language)
-    return build_message(
-        sender=settings.sender,
-        to=address(subscriber.email, subscriber.name),
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        headers={"Auto-Submitted": "auto-generated"},
-    )
-
-
-def confirmation_mail(
-    session: Session, settings: Settings, subscription_id: int
-) -> Outgoing | None:
-    """The confirmation as it leaves: signed, with the subscription's own return path."""
-    message = confirmation_email(session, settings, subscription_id)
-    return None if message is None else prepare(message, settings, "c", subscription_id)
+    to = address(subscriber.email, subscriber.name)
+    return system_mail(settings, "c", subscription_id, to=to, rendered=rendered)

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from newsletter.config import Settings
 from newsletter.effects import Done, Effect, SendConfirmation, SendPreferencesLink
 from newsletter.errors import InvalidInput
-from newsletter.mail.message import address, build_message
+from newsletter.mail.message import address
 from newsletter.mail.render import render_email
-from newsletter.mail.system import Outgoing, prepare
+from newsletter.mail.system import Outgoing, system_mail
 from newsletter.models import (
     Delivery,
     MailingList,
@@ -337,12 +337,5 @@ def link_email(
         },
         language=reader.language or language,
     )
-    message = build_message(
-        sender=settings.sender,
-        to=address(reader.email, reader.name),
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        headers={"Auto-Submitted": "auto-generated"},
-    )
-    return prepare(message, settings, "p", subscriber_id)
+    to = address(reader.email, reader.name)
+    return system_mail(settings, "p", subscriber_id, to=to, rendered=rendered)

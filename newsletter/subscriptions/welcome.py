@@ -10,7 +10,6 @@ confirm() hands out SendWelcome only on the click that changed the subscription.
 from __future__ import annotations
 
 import os
-from email.message import EmailMessage
 from functools import lru_cache
 
 from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, select_autoescape
@@ -18,9 +17,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy.orm import Session
 
 from newsletter.config import Settings
-from newsletter.mail.message import address, build_message
+from newsletter.mail.message import address
 from newsletter.mail.render import render_email
-from newsletter.mail.system import Outgoing, prepare
+from newsletter.mail.system import AUTO, Outgoing, system_mail
 from newsletter.models import Subscription, SubscriptionStatus
 from newsletter.subscriptions.tokens import make_preferences_token, make_unsubscribe_token
 from newsletter.templating import templates_dir
@@ -44,10 +43,9 @@ def list_env(folder: str) -> SandboxedEnvironment:
     )
 
 
-def welcome_email(
-    session: Session, settings: Settings, subscription_id: int
-) -> EmailMessage | None:
-    """The welcome for a confirmed subscription of a list with it on, else None."""
+def welcome_mail(session: Session, settings: Settings, subscription_id: int) -> Outgoing | None:
+    """The welcome for a confirmed subscription of a list with it on, as it leaves
+    (signed, with its own return path), else None."""
     sub = session.get(Subscription, subscription_id)
     if sub is None or sub.status != SubscriptionStatus.confirmed or not sub.mailing_list.welcome:
         return None
@@ -70,21 +68,15 @@ def welcome_email(
     own = mlist.template_dir and os.path.isdir(os.path.join(mlist.template_dir, KIND))
     env = list_env(mlist.template_dir) if own and mlist.template_dir else None
     rendered = render_email(KIND, context, language=reader.language, env=env)
-    return build_message(
-        sender=settings.sender,
+    return system_mail(
+        settings,
+        "w",
+        subscription_id,
         to=address(reader.email, reader.name),
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
+        rendered=rendered,
         headers={
-            "Auto-Submitted": "auto-generated",
+            **AUTO,
             "List-Unsubscribe": f"<{unsubscribe_url}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )
-
-
-def welcome_mail(session: Session, settings: Settings, subscription_id: int) -> Outgoing | None:
-    """The welcome as it leaves: signed, with its own return path."""
-    message = welcome_email(session, settings, subscription_id)
-    return None if message is None else prepare(message, settings, "w", subscription_id)
