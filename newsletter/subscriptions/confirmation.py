@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from babel.dates import format_datetime
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from newsletter.config import Settings
 from newsletter.i18n import choose
@@ -29,7 +29,12 @@ def confirmation_mail(
 ) -> Outgoing | None:
     """The mail for a pending subscription as it leaves (signed, with the subscription's
     own return path), or None if it is no longer pending."""
-    sub = session.get(Subscription, subscription_id)
+    # The reader and the list in the same query: one round trip instead of three.
+    sub = session.get(
+        Subscription,
+        subscription_id,
+        options=(joinedload(Subscription.subscriber), joinedload(Subscription.mailing_list)),
+    )
     if sub is None or sub.status != SubscriptionStatus.unconfirmed:
         return None
     token = make_confirm_token(settings.secret, sub.id, sub.token_nonce)
