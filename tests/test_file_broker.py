@@ -4,10 +4,14 @@ folder per backlog, while producers keep writing."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from pathlib import Path
 
-from kombu import Connection
+import pytest
+from kombu import Connection, Queue
+from kombu.message import Message
 
 from workers import fsbroker
 
@@ -72,3 +76,47 @@ def test_a_backlog_comes_out_oldest_first_across_a_longer_timestamp() -> None:
         "1000_b.mail.msg",
         "1002_d.mail.msg",
     ]
+
+
+def test_an_empty_queue_beside_a_backlog_does_not_list_the_folder_per_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker consumes its task queue and its remote control queue, which is nearly always
+    empty. Each turn of the empty queue listed the whole backlog once per task taken;
+    now a backlog costs a few listings, and a message that arrives on the quiet queue
+    midway still comes out promptly."""
+    total = 2000
+    with _connection(tmp_path) as conn:
+        backlog = conn.SimpleQueue("mail")
+        for i in range(total):
+            backlog.put({"n": i})
+        backlog.close()
+    listings = 0
+    listdir = os.listdir
+
+    def counted(path: str) -> list[str]:
+        nonlocal listings
+        listings += 1
+        return listdir(path)
+
+    monkeypatch.setattr(fsbroker.os, "listdir", counted)
+    got: list[tuple[str, int, float]] = []
+    published = 0.0
+    with _connection(tmp_path) as conn:
+        queues = [Queue("mail", routing_key="mail"), Queue("control", routing_key="control")]
+
+        def on_message(body: dict[str, int], message: Message) -> None:
+            got.append((message.delivery_info["routing_key"], body["n"], time.monotonic()))
+            message.ack()
+
+        with conn.Consumer(queues, callbacks=[on_message]), conn.Producer() as producer:
+            while len(got) < total + 1:
+                if len(got) == 100 and not published:
+                    producer.publish({"n": -1}, routing_key="control", declare=[queues[1]])
+                    published = time.monotonic()
+                conn.drain_events(timeout=5)
+    mail = [n for key, n, _ in got if key == "mail"]
+    assert sorted(mail) == list(range(total))  # each once
+    [(_, _, arrived)] = [item for item in got if item[0] == "control"]
+    assert arrived - published < 1.0, f"the quiet queue's message came {arrived - published} s late"
+    assert listings < 60, f"{listings} listings of the folder for {total} messages"
