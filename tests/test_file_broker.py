@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kombu import Connection, Queue
+from kombu import Connection, Exchange, Queue
 from kombu.message import Message
 
 from workers import fsbroker
@@ -120,3 +120,16 @@ def test_an_empty_queue_beside_a_backlog_does_not_list_the_folder_per_message(
     [(_, _, arrived)] = [item for item in got if item[0] == "control"]
     assert arrived - published < 1.0, f"the quiet queue's message came {arrived - published} s late"
     assert listings < 60, f"{listings} listings of the folder for {total} messages"
+
+
+def test_a_queue_deleted_by_its_process_gets_no_more_messages(tmp_path: Path) -> None:
+    with _connection(tmp_path) as conn:
+        kept = Queue("kept", Exchange("news", "fanout"), channel=conn.default_channel)
+        gone = Queue("gone", Exchange("news", "fanout"), channel=conn.default_channel)
+        kept.declare()
+        gone.declare()
+        gone.delete()
+        with conn.Producer() as producer:
+            producer.publish({"n": 1}, exchange="news")
+    written = sorted(p.name.split(".")[1] for p in (tmp_path / "queue").iterdir())
+    assert written == ["kept"]

@@ -114,8 +114,10 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise ChannelError(f"Cannot open {file}") from exc
         table = _table(data)
-        known = self.state.exchanges.get(exchange, {}).get("table", [])
-        return table + [q for q in map(_entry, known) if q not in table]
+        # The state's table keeps a queue this process deleted; its bindings do not.
+        own = self.state.exchanges.get(exchange, {}).get("table", [])
+        live = [_entry(m) for m in own if self.state.has_binding(m[2], exchange, m[0])]
+        return table + [q for q in live if q not in table]
 
     def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
         """kombu's, but the file is created without emptying it and read, changed and
