@@ -7,6 +7,7 @@ import threading
 
 import pytest
 from kombu import Connection
+from redis import exceptions as redis_exceptions
 
 import workers.app  # noqa: F401 - installs the transport for redis:// URLs
 from workers import redisbroker
@@ -39,3 +40,23 @@ def test_messages_published_from_many_threads_arrive_once_each(redis_url: str) -
         with pytest.raises(queue.Empty):
             queue.get(timeout=0.2)
         queue.close()
+
+
+def test_a_channel_closed_after_its_connection_does_not_stop_the_worker(redis_url: str) -> None:
+    """Celery's consumer, reconnecting after Redis restarted, closed a channel whose pool
+    was dropped (kombu's _disconnect_pools) after its transport had lost its connection;
+    putting back the unacknowledged task then raised AttributeError out of kombu, and
+    the worker stopped ("Unrecoverable error"). Seen once in a full test run."""
+    conn = Connection(redis_url)
+    queue = conn.SimpleQueue("mail")
+    queue.put({"n": 1})
+    held = queue.get(timeout=5)  # not acknowledged: the close tries to put it back
+    channel = conn.default_channel
+    channel._disconnect_pools()
+    conn.transport.client = None  # as kombu leaves a transport it closed
+    with pytest.raises(redis_exceptions.ConnectionError):
+        with channel.conn_or_acquire():
+            pass
+    assert held.payload == {"n": 1}
+    # The close path itself: it ignores connection errors; an AttributeError went through.
+    conn.maybe_close_channel(channel)
