@@ -306,9 +306,7 @@ class Settings(BaseSettings):
 
     @property
     def sender(self) -> Address:
-        name, addr = parseaddr(self.from_)
-        user, _, domain = addr.rpartition("@")
-        return Address(display_name=name, username=user, domain=domain)
+        return _sender(self.from_)
 
     @property
     def sender_domain(self) -> str:
@@ -325,6 +323,13 @@ class Settings(BaseSettings):
     @property
     def admin(self) -> str:
         return self.admin_token or _persisted_secret(self.data_dir, "admin_token")
+
+
+@lru_cache(maxsize=16)  # parsed once: every system mail asks for it
+def _sender(from_: str) -> Address:
+    name, addr = parseaddr(from_)
+    user, _, domain = addr.rpartition("@")
+    return Address(display_name=name, username=user, domain=domain)
 
 
 @cache  # read once per process: a sign-up asked for it several times, a file read each

@@ -71,7 +71,7 @@ def test_a_backlog_comes_out_oldest_first_across_a_longer_timestamp() -> None:
         "~partial",
         "1002_d.mail.msg",
     ]
-    assert fsbroker._oldest_first(names, "mail.msg") == [
+    assert fsbroker._by_queue(names)["mail.msg"] == [
         "999_a.mail.msg",
         "1000_b.mail.msg",
         "1002_d.mail.msg",

@@ -175,11 +175,6 @@ def _by_queue(names: list[str]) -> dict[str, list[str]]:
     return found
 
 
-def _oldest_first(names: list[str], queue_suffix: str) -> list[str]:
-    """The queue's message files, oldest first."""
-    return _by_queue(names).get(queue_suffix, [])
-
-
 class Transport(filesystem.Transport):
     Channel = Channel
 

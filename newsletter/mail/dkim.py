@@ -17,7 +17,9 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
@@ -94,7 +96,9 @@ class DkimKey:
 
 def load_key(path: Path, domain: str, selector: str) -> DkimKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        # Parsed once per version of the file: every system mail signs with it.
+        stat = path.stat()
+        key = _parsed_key(str(path), stat.st_mtime_ns, stat.st_size)
     except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(
             f"NEWSLETTER_DKIM_KEY_FILE: cannot read a private key ({exc.__class__.__name__})"
@@ -104,6 +108,11 @@ def load_key(path: Path, domain: str, selector: str) -> DkimKey:
     if isinstance(key, rsa.RSAPrivateKey) and key.key_size < 1024:
         raise ConfigError("NEWSLETTER_DKIM_KEY_FILE: an RSA key needs at least 1024 bits")
     return DkimKey(domain=domain, selector=selector, key=key)
+
+
+@lru_cache(maxsize=8)
+def _parsed_key(path: str, mtime_ns: int, size: int) -> Any:
+    return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
 
 
 def keys_from_settings(settings: Settings) -> list[DkimKey]:

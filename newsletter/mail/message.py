@@ -129,7 +129,7 @@ def message_bytes(
             if mark not in text_body and mark not in html_body:
                 break
     head = [
-        _folded_text("From", str(sender)) if sender.display_name else _header("From", str(sender)),
+        _folded_text("From", str(sender)),  # the same for every mail: folded once
         _to_header(to),
         _header("Subject", subject),
         _header("Date", date or formatdate(localtime=False)),
