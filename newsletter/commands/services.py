@@ -32,7 +32,7 @@ def web(host: str, port: int, processes: int) -> None:
             " the rate limits are shared through it.",
         )
     uvicorn.run(
-        "newsletter.web.app:create_app",
+        "newsletter.web.app:serve_app",
         factory=True,
         host=host,
         port=port,
