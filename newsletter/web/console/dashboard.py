@@ -119,11 +119,10 @@ def last_sends(session: Session) -> list[dict[str, Any]]:
         .limit(LAST_SENDS)
     ).all()
     ids = {d.list_id for d in digests}
-    names = dict(
-        session.execute(select(MailingList.id, MailingList.name).where(MailingList.id.in_(ids)))
-        .tuples()
-        .all()
+    found_names = session.execute(
+        select(MailingList.id, MailingList.name).where(MailingList.id.in_(ids))
     )
+    names = {list_id: name for list_id, name in found_names}
     rows = []
     for digest in digests:
         found = send_stats.counts(session, digest)
