@@ -333,7 +333,7 @@ def test_sign_ups_at_once_are_each_stored_with_one_confirmation(
     async def post_all() -> list[int]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", cookies=client.cookies
+            transport=transport, base_url="http://testserver", cookies=dict(client.cookies)
         ) as browser:
             answers = await asyncio.gather(
                 *(
