@@ -22,6 +22,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 BROKER_SCHEMES = ("redis", "rediss", "amqp", "pyamqp", "filesystem", "sqla+", "memory")
+# The database drivers the service installs (postgresql:// means psycopg here).
+DATABASE_DRIVERS = ("postgresql+psycopg", "sqlite", "sqlite+pysqlite")
 REQUIRED_IN_PRODUCTION = (
     "database_url",
     "broker_url",
@@ -192,6 +194,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
             value = str(url.set(drivername="postgresql+psycopg").render_as_string(False))
+        elif url.drivername not in DATABASE_DRIVERS:
+            # Another driver (psycopg2, asyncpg, ...) is not installed with the service:
+            # every command would stop on its import, and `newsletter web` at start.
+            raise ValueError(
+                f"the {url.get_driver_name()} driver is not supported: use postgresql:// "
+                "(psycopg) or sqlite://"
+            )
         return value
 
     @field_validator("from_")

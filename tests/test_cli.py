@@ -153,6 +153,20 @@ def test_a_malformed_setting_is_one_line_at_start_up(tmp_path: Path):
     ]
 
 
+def test_a_database_driver_the_service_does_not_install_is_one_line(tmp_path: Path):
+    for command in (("lists", "list"), ("web", "--port", "1")):
+        bad = cli(
+            *command,
+            env={"NEWSLETTER_DATABASE_URL": "postgresql+psycopg2://news@127.0.0.1/news"},
+            cwd=tmp_path,
+        )
+        assert bad.returncode == 2, bad.stderr
+        assert bad.stderr.strip().splitlines() == [
+            "Error: configuration error: NEWSLETTER_DATABASE_URL: the psycopg2 driver is not "
+            "supported: use postgresql:// (psycopg) or sqlite://"
+        ]
+
+
 def test_a_worker_option_out_of_range_is_one_line_not_a_traceback(tmp_path: Path):
     for args, named in (
         (("--loglevel", "LOUD"), "'--loglevel'"),
