@@ -134,9 +134,9 @@ def _settle_heap() -> None:
     import workers.tasks  # noqa: F401 - Celery's task modules, loaded by the first sign-up
     from workers.app import app as celery_app
 
+    # The broker's transport, and with it Celery's message builder; connects to nothing.
     with celery_app.connection_for_write() as connection:
-        connection.transport  # noqa: B018 - loads the broker's transport; connects to nothing
-    celery_app.amqp  # noqa: B018 - Celery's message builder, made on first use
+        connection.transport  # noqa: B018
     get_engine()  # the database driver; no connection yet
     gc.collect()
     gc.freeze()
