@@ -131,6 +131,54 @@ def keys_from_settings(settings: Settings) -> list[DkimKey]:
     return keys
 
 
+class PreparedSignature:
+    """signature_header's constant parts for one key and one list of signed header names,
+    made once (a digest signs every message with the same), and both forms of each: as
+    emitted, and relaxed-canonical as signed."""
+
+    def __init__(self, key: DkimKey, names: Sequence[str]) -> None:
+        self.key = key
+        signed = b":".join(n.lower().encode() for n in names)
+        self._head = (
+            b" v=1; a="
+            + key.algorithm.encode()
+            + b"; c=relaxed/relaxed; d="
+            + key.domain.encode()
+            + b"; s="
+            + key.selector.encode()
+            + b"; t="
+        )
+        self._middle = b";\r\n\th=" + signed + b";\r\n\tbh="
+        self._tail = b";\r\n\tb="
+        # relaxed_header on the whole value, piece by piece: no piece ends in white space,
+        # so unfolding and collapsing each alone gives the same bytes.
+        self._canon_head = relaxed_header("dkim-signature", self._head)[:-2]
+        self._canon_middle = _relaxed_piece(self._middle)
+        self._canon_tail = _relaxed_piece(self._tail)
+
+    def header(self, canonical_headers: bytes, body_hash: bytes, timestamp: int) -> bytes:
+        """The `DKIM-Signature: ...\\r\\n` line over headers already relaxed-canonical."""
+        t = b"%d" % timestamp
+        bh = base64.b64encode(body_hash)
+        data = canonical_headers + self._canon_head + t + self._canon_middle + bh
+        sig = base64.b64encode(self.key.sign(data + self._canon_tail))
+        folded = b"\r\n\t".join(sig[i : i + 72] for i in range(0, len(sig), 72))
+        emitted = self._head + t + self._middle + bh + self._tail
+        return b"DKIM-Signature:" + emitted + folded + b"\r\n"
+
+
+def _relaxed_piece(value: bytes) -> bytes:
+    return _WSP.sub(b" ", _FOLD.sub(b"", value))
+
+
+def relaxed_value(value: bytes) -> bytes:
+    """relaxed_header's value, without its regular expressions when nothing is folded
+    nor doubled (most header values)."""
+    if b"\n" in value or b"\t" in value or b"  " in value:
+        return _WSP.sub(b" ", _FOLD.sub(b"", value)).strip(b" ")
+    return value.strip(b" ")
+
+
 def signature_header(
     key: DkimKey,
     headers: Sequence[tuple[str, bytes]],
@@ -142,27 +190,9 @@ def signature_header(
     The header is emitted folded exactly as it was canonicalised for signing, with the
     b= value appended last, so a verifier that strips b= sees the signed bytes.
     """
-    names = b":".join(n.lower().encode() for n, _ in headers)
-    unsigned = (
-        b" v=1; a="
-        + key.algorithm.encode()
-        + b"; c=relaxed/relaxed; d="
-        + key.domain.encode()
-        + b"; s="
-        + key.selector.encode()
-        + b"; t="
-        + str(timestamp).encode()
-        + b";\r\n\th="
-        + names
-        + b";\r\n\tbh="
-        + base64.b64encode(body_hash)
-        + b";\r\n\tb="
-    )
+    prepared = PreparedSignature(key, [n for n, _ in headers])
     data = b"".join(relaxed_header(n, v) for n, v in headers)
-    data += relaxed_header("dkim-signature", unsigned)[:-2]
-    sig = base64.b64encode(key.sign(data))
-    folded = b"\r\n\t".join(sig[i : i + 72] for i in range(0, len(sig), 72))
-    return b"DKIM-Signature:" + unsigned + folded + b"\r\n"
+    return prepared.header(data, body_hash, timestamp)
 
 
 # Signed when present, for mail built with the standard library (confirmations, welcome

@@ -10,10 +10,12 @@ follows every substituted value, so a value always sits on lines of its own. Enc
 the value alone therefore keeps every line within 76 characters and no marker can be
 cut by a soft break. It also makes every piece a run of whole CRLF lines, so DKIM's
 relaxed body canonicalisation of the message is the concatenation of the pieces'
-canonical forms: the constant ones are canonicalised and hashed once per digest (the
-hash state before the first marker is copied, not recomputed), and per recipient only
-the short values are hashed. Values are encoded with no literal spaces or tabs, so
-their canonical form is themselves.
+canonical forms: the constant ones are canonicalised once per digest (and the hash state
+before the first marker is copied, not recomputed), so per recipient the hash runs over
+the values and those prepared forms. Values are encoded with no literal spaces or tabs,
+so their canonical form is themselves. The signed header fields that are the same for
+every reader are canonicalised once too; per recipient only To, Date, Message-ID and
+List-Unsubscribe are (`_signed`, held byte for byte to `_build`, the reference).
 
 This is the one way a reader's fields are filled in: sending (sending/batch.py), the
 operator's preview (digests/preview.py) and the test send (sending/testsend.py) all
@@ -39,7 +41,14 @@ from html import escape
 from newsletter.config import Settings
 from newsletter.digests import fields
 from newsletter.engagement.codes import ReaderCodes
-from newsletter.mail.dkim import DkimKey, relaxed_body_lines, signature_header
+from newsletter.mail.dkim import (
+    DkimKey,
+    PreparedSignature,
+    relaxed_body_lines,
+    relaxed_header,
+    relaxed_value,
+    signature_header,
+)
 
 # SMTP framing lives in mail/smtp.py; kept importable here for older callers.
 from newsletter.mail.smtp import dot_stuff as dot_stuff
@@ -240,6 +249,21 @@ class Slot:
     html: bool
 
 
+# The headers the digest signs, in _build's order (its `headers` list).
+_SIGNED = (
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+)
+
+
 class DigestTemplate:
     """One digest prepared for sending: build once per worker, render per recipient."""
 
@@ -371,6 +395,17 @@ class DigestTemplate:
         self.canon = [relaxed_body_lines(p) for p in pieces]
         self._prefix_hash = hashlib.sha256(self.canon[0])
         self._date_cache: tuple[int, bytes] = (0, b"")
+        # The signed headers' relaxed forms: the constant ones once here, per message only
+        # To, Date (once a second), Message-ID and List-Unsubscribe (_signed).
+        self._signers = [PreparedSignature(k, _SIGNED) for k in self.keys]
+        self._canon_from = relaxed_header("from", c["From"])
+        self._canon_subject = relaxed_header("subject", c["Subject"])
+        self._canon_middle = b"".join(
+            relaxed_header(n, c[n]) for n in ("MIME-Version", "Content-Type", "List-Id")
+        )
+        self._canon_post = relaxed_header("list-unsubscribe-post", c["List-Unsubscribe-Post"])
+        self._mailto_suffix = b"@" + self.bounce_domain.encode() + b"?subject=unsubscribe>"
+        self._canon_date: tuple[bytes, bytes] = (b"", b"")
 
     # Per recipient -------------------------------------------------------------------
 
@@ -426,13 +461,13 @@ class DigestTemplate:
     ) -> bytes:
         """The complete message for one recipient, DKIM-signed when keys are configured."""
         if self.keys:
-            return self._build(r, now, message_id, wire=False)
+            return self._signed(r, now, message_id, wire=False)
         return self._unsigned(r, now, message_id, wire=False)
 
     def render_wire(self, r: Recipient, *, now: float | None = None) -> bytes:
         """`render` as SMTP DATA content: dot-stuffed and ending with the lone '.' line."""
         if self.keys:
-            return self._build(r, now, None, wire=True)
+            return self._signed(r, now, None, wire=True)
         return self._unsigned(r, now, None, wire=True)
 
     def _unsigned(
@@ -440,6 +475,62 @@ class DigestTemplate:
     ) -> bytes:
         """`_build` without signatures, in the fewest steps (it runs once per reader):
         the same bytes (tests/test_send_fastpath.py compares the two)."""
+        return b"".join(self._fill(r, now, message_id, wire=wire))
+
+    def _signed(
+        self, r: Recipient, now: float | None, message_id: str | None, *, wire: bool
+    ) -> bytes:
+        """`_build` with its signatures, from `_fill`'s pieces: the body hash over the
+        reader's values and the constants' canonical forms, the constant headers
+        canonicalised once per digest. The same bytes as `_build` (RSA PKCS#1 v1.5 and
+        Ed25519 signatures are deterministic: tests/test_send_fastpath.py compares)."""
+        now = time.time() if now is None else now
+        out = self._fill(r, now, message_id, wire=False)
+        h = self._prefix_hash.copy()
+        canon = self.canon
+        for i, (position, _) in enumerate(self._positions, 1):
+            h.update(out[position])
+            h.update(canon[i])
+        body_hash = h.digest()
+        date = out[3]
+        if self._canon_date[0] != date:
+            self._canon_date = (date, relaxed_header("date", date))
+        headers = (
+            self._canon_from
+            + b"to:"
+            + relaxed_value(out[1])
+            + b"\r\n"
+            + self._canon_subject
+            + self._canon_date[1]
+            + b"message-id:"
+            + relaxed_value(out[5])
+            + b"\r\n"
+            + self._canon_middle
+            + relaxed_header(
+                "list-unsubscribe",
+                b"<" + out[7] + b">,\r\n <mailto:unsubscribe+" + out[9] + self._mailto_suffix,
+            )
+            + self._canon_post
+        )
+        t = int(now)
+        signatures = b"".join(s.header(headers, body_hash, t) for s in self._signers)
+        if wire:
+            # The wire form of the same pieces: dot-stuffed constants, and a value stuffed
+            # where it starts a line with a dot (as _fill does with wire=True).
+            whole = out
+            out = self._whole_wire[:]
+            for hole in (1, 3, 5, 7, 9):
+                out[hole] = whole[hole]
+            for position, _ in self._positions:
+                value = whole[position]
+                out[position] = dot_stuff(value) if value[:1] == b"." or b"\n." in value else value
+        return signatures + b"".join(out)
+
+    def _fill(
+        self, r: Recipient, now: float | None, message_id: str | None, *, wire: bool
+    ) -> list[bytes]:
+        """The message as a list of pieces: the constant text with the reader's values in
+        its holes (To, Date, Message-ID, the List-Unsubscribe URL and token, the body's)."""
         token = self._token(r.subscription_id)
         url = self._unsubscribe_prefix + token
         url_bytes = url.encode()
@@ -493,7 +584,7 @@ class DigestTemplate:
         )
         out[7] = url_bytes
         out[9] = token.encode()
-        return b"".join(out)
+        return out
 
     def _build(
         self, r: Recipient, now: float | None, message_id: str | None, *, wire: bool
