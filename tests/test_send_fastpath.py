@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from newsletter.config import Settings
 from newsletter.digests import fields as ph
 from newsletter.mail import fastpath, smtp
-from newsletter.mail.dkim import load_key
+from newsletter.mail.dkim import DkimKey, load_key
 from newsletter.mail.fastpath import DigestTemplate, Recipient, UnsubscribeTokens
 from newsletter.mail.message import address, build_message
 from newsletter.mail.verp import decode_verp, verp_address
@@ -87,9 +87,15 @@ def test_fast_path_parses_to_the_reference_content(settings: Settings, name: str
     assert all(len(line) <= 76 for line in body_lines)
 
 
-def test_both_signatures_verify_with_dkimpy(settings: Settings, tmp_path: Path) -> None:
+def signing_keys(tmp_path: Path) -> tuple[list[DkimKey], dict[bytes, DkimKey]]:
+    """An RSA and an Ed25519 key for example.com, and where dkimpy finds each."""
     rsa_path, ed_path = dkim_keys(tmp_path)
     keys = [load_key(rsa_path, "example.com", "s1"), load_key(ed_path, "example.com", "s2")]
+    return keys, {b"s1._domainkey.example.com.": keys[0], b"s2._domainkey.example.com.": keys[1]}
+
+
+def test_both_signatures_verify_with_dkimpy(settings: Settings, tmp_path: Path) -> None:
+    keys, records = signing_keys(tmp_path)
     template = DigestTemplate(
         settings=settings,
         digest_id=1,
@@ -100,7 +106,6 @@ def test_both_signatures_verify_with_dkimpy(settings: Settings, tmp_path: Path) 
         html=HTML,
         dkim_keys=keys,
     )
-    records = {b"s1._domainkey.example.com.": keys[0], b"s2._domainkey.example.com.": keys[1]}
     for i, name in enumerate(NAMES):
         raw = template.render(Recipient(i + 1, f"r{i}@example.org", name, i + 1))
         d = dkim.DKIM(raw)
@@ -218,9 +223,7 @@ def test_the_signed_fast_path_makes_the_same_bytes_as_the_general_one(
     """Signing from the fast path's pieces (headers canonicalised once per digest, the
     body hashed from the reader's values) gives `_build`'s bytes, signatures included
     (RSA PKCS#1 v1.5 and Ed25519 are deterministic), wire and not, and dkimpy verifies."""
-    rsa_path, ed_path = dkim_keys(tmp_path)
-    keys = [load_key(rsa_path, "example.com", "s1"), load_key(ed_path, "example.com", "s2")]
-    records = {b"s1._domainkey.example.com.": keys[0], b"s2._domainkey.example.com.": keys[1]}
+    keys, records = signing_keys(tmp_path)
     # The name also starts a line: ".dot first" is dot-stuffed there on the wire.
     lines = TEXT + f"\n{ph.NAME}\n.\n"
     for text, html in ((lines, HTML), (ATTRIBUTE_TEXT, ATTRIBUTE_HTML)):
