@@ -46,8 +46,10 @@ SIGNED_HEADERS = (
 
 def relaxed_header(name: str, value: bytes) -> bytes:
     """RFC 6376 3.4.2: lower-case name, unfold, collapse whitespace, trim."""
-    value = _WSP.sub(b" ", _FOLD.sub(b"", value)).strip(b" ")
-    return name.lower().encode() + b":" + value + b"\r\n"
+    if b"\n" in value or b"\t" in value or b"  " in value:
+        value = _WSP.sub(b" ", _FOLD.sub(b"", value))
+    # else nothing is folded nor doubled (most values): no regular expression to run
+    return name.lower().encode() + b":" + value.strip(b" ") + b"\r\n"
 
 
 def relaxed_body_lines(data: bytes) -> bytes:
@@ -169,14 +171,6 @@ class PreparedSignature:
 
 def _relaxed_piece(value: bytes) -> bytes:
     return _WSP.sub(b" ", _FOLD.sub(b"", value))
-
-
-def relaxed_value(value: bytes) -> bytes:
-    """relaxed_header's value, without its regular expressions when nothing is folded
-    nor doubled (most header values)."""
-    if b"\n" in value or b"\t" in value or b"  " in value:
-        return _WSP.sub(b" ", _FOLD.sub(b"", value)).strip(b" ")
-    return value.strip(b" ")
 
 
 def signature_header(

@@ -42,11 +42,11 @@ from newsletter.config import Settings
 from newsletter.digests import fields
 from newsletter.engagement.codes import ReaderCodes
 from newsletter.mail.dkim import (
+    SIGNED_HEADERS,
     DkimKey,
     PreparedSignature,
     relaxed_body_lines,
     relaxed_header,
-    relaxed_value,
     signature_header,
 )
 
@@ -189,9 +189,13 @@ def ensure_preferences(text: str, html: str) -> tuple[str, str]:
 def _long_url(url: str, wire: bool) -> bytes:
     """A URL over one QP line: its soft-broken lines, dot-stuffed on the wire."""
     value = qp_value(url)
-    if wire and (value[:1] == b"." or b"\n." in value):
-        value = dot_stuff(value)
-    return value
+    return _stuffed(value) if wire else value
+
+
+def _stuffed(value: bytes) -> bytes:
+    """An encoded value as it goes on the wire: dot-stuffed where a line of it starts
+    with a dot (each value starts a line: see the module's docstring)."""
+    return dot_stuff(value) if value[:1] == b"." or b"\n." in value else value
 
 
 def _with_holes(pieces: list[bytes]) -> list[bytes]:
@@ -247,21 +251,6 @@ class Recipient:
 class Slot:
     marker: str
     html: bool
-
-
-# The headers the digest signs, in _build's order (its `headers` list).
-_SIGNED = (
-    "From",
-    "To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "MIME-Version",
-    "Content-Type",
-    "List-Id",
-    "List-Unsubscribe",
-    "List-Unsubscribe-Post",
-)
 
 
 class DigestTemplate:
@@ -397,7 +386,7 @@ class DigestTemplate:
         self._date_cache: tuple[int, bytes] = (0, b"")
         # The signed headers' relaxed forms: the constant ones once here, per message only
         # To, Date (once a second), Message-ID and List-Unsubscribe (_signed).
-        self._signers = [PreparedSignature(k, _SIGNED) for k in self.keys]
+        self._signers = [PreparedSignature(k, SIGNED_HEADERS) for k in self.keys]
         self._canon_from = relaxed_header("from", c["From"])
         self._canon_subject = relaxed_header("subject", c["Subject"])
         self._canon_middle = b"".join(
@@ -497,14 +486,10 @@ class DigestTemplate:
             self._canon_date = (date, relaxed_header("date", date))
         headers = (
             self._canon_from
-            + b"to:"
-            + relaxed_value(out[1])
-            + b"\r\n"
+            + relaxed_header("to", out[1])
             + self._canon_subject
             + self._canon_date[1]
-            + b"message-id:"
-            + relaxed_value(out[5])
-            + b"\r\n"
+            + relaxed_header("message-id", out[5])
             + self._canon_middle
             + relaxed_header(
                 "list-unsubscribe",
@@ -522,8 +507,7 @@ class DigestTemplate:
             for hole in (1, 3, 5, 7, 9):
                 out[hole] = whole[hole]
             for position, _ in self._positions:
-                value = whole[position]
-                out[position] = dot_stuff(value) if value[:1] == b"." or b"\n." in value else value
+                out[position] = _stuffed(whole[position])
         return signatures + b"".join(out)
 
     def _fill(
@@ -568,7 +552,7 @@ class DigestTemplate:
                     continue
                 raw = escape(raw, quote=True)
             value = qp_value(raw)
-            if wire and (value[:1] == b"." or b"\n." in value):
+            if wire and (value[:1] == b"." or b"\n." in value):  # _stuffed, without a call
                 value = dot_stuff(value)
             enc[group] = value
         # One list per message: the constant text with a hole per reader value.
