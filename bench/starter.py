@@ -14,10 +14,11 @@ from newsletter.config import get_settings
 from newsletter.db import session_scope
 from newsletter.models import Digest
 from newsletter.sending.job import start_send
-from workers.tasks import enqueue_ranges
+from workers.tasks import enqueue_ranges, load_producer
 
 
 def main() -> None:
+    load_producer()  # as `newsletter web` does before it serves (web/app.py, serve_app)
     print("ready", flush=True)
     for line in sys.stdin:
         digest_id = int(line)

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from newsletter import __version__
 from newsletter.config import get_settings
-from newsletter.db import get_engine, ping
+from newsletter.db import ping
 from newsletter.web import admin, bounces_api, console, content, outbox, public, sends, webhooks
 from newsletter.web import feeds as feeds_api
 from newsletter.web import media as media_files
@@ -131,13 +131,9 @@ def _settle_heap() -> None:
     under bench/subscribe.py). Frozen, they are never scanned again; a full collection
     then scans only what was made since, and with a larger young generation it comes
     rarely."""
-    import workers.tasks  # noqa: F401 - Celery's task modules, loaded by the first sign-up
-    from workers.app import app as celery_app
+    from workers.tasks import load_producer  # Celery's task modules, as a sign-up loads them
 
-    # The broker's transport, and with it Celery's message builder; connects to nothing.
-    with celery_app.connection_for_write() as connection:
-        connection.transport  # noqa: B018
-    get_engine()  # the database driver; no connection yet
+    load_producer()
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
