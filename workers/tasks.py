@@ -16,7 +16,7 @@ from celery.signals import (
 )
 
 from newsletter.config import get_settings
-from newsletter.db import session_scope
+from newsletter.db import get_engine, session_scope
 from workers.app import app
 
 # What a task needs is imported in the task: the process that only enqueues (a send's
@@ -133,8 +133,6 @@ def load_producer() -> None:
     "send") would otherwise load at its first enqueue, while a reader or an editor waits:
     the broker's transport with Celery's message builder (~0.2 s) and the database
     driver (~0.1 s). Connects to nothing."""
-    from newsletter.db import get_engine
-
     with app.connection_for_write() as connection:
         connection.transport  # noqa: B018 - resolving it imports the transport
     get_engine()
@@ -328,7 +326,6 @@ def _pool_size(sender: Any = None, **_: object) -> None:
     # The send path imported once here, before the pool forks: the children share it.
     import newsletter.sending.batch  # noqa: F401
     import newsletter.sending.job  # noqa: F401
-    from newsletter.db import get_engine
 
     get_engine()  # loads the database driver; no connection yet (each child makes its own)
 
