@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
+import re2  # google-re2: one DFA pass finds which reason patterns can match
+
 Kind = Literal["hard", "soft", "policy", "complaint", "ignore"]
 
 HARD_REASONS: Final = frozenset({"userunknown", "hostunknown", "notaccept", "suspend", "hasmoved"})
@@ -578,13 +580,63 @@ def reason_from_text(text: str) -> str:
     if not text:
         return ""
     cleaned = _URL.sub(r" \1 ", text)
-    patterns = REASON_PATTERNS
-    if cleaned.isascii():
-        cleaned, patterns = cleaned.lower(), _LOWER_PATTERNS
-    for reason, pattern in patterns:
+    if not cleaned.isascii():
+        return _first_reason(cleaned, REASON_PATTERNS)
+    cleaned = cleaned.lower()
+    # Python's re tries the ~30 patterns one after another, each at every position
+    # (0.6 ms for a DSN's 500 characters, 8% of the bounce server's time); RE2 runs
+    # them all in one pass. Its patterns match wherever ours do (see _for_re2), so it
+    # names the candidates and ours confirm them in order: the answer is ours exactly.
+    spaced = cleaned.translate(_SPACES_RE2_LACKS)
+    hits = _CANDIDATES.Match(spaced)
+    if hits is None:
+        # No candidate, or RE2's set ran out of memory (it then answers None too): the
+        # single combined search, which falls back to RE2's slower engines, decides.
+        if _ANY_CANDIDATE.search(spaced) is None:
+            return ""
+        return _first_reason(cleaned, _LOWER_PATTERNS)
+    for i in sorted(hits):
+        reason, pattern = _LOWER_PATTERNS[int(i)]
         if pattern.search(cleaned):
             return reason
     return ""
+
+
+def _first_reason(text: str, patterns: tuple[tuple[str, re.Pattern[str]], ...]) -> str:
+    """The reference: each pattern in turn with Python's re (tests hold the fast path to
+    it, and text that is not ASCII takes it, since case folding there is Unicode's)."""
+    for reason, pattern in patterns:
+        if pattern.search(text):
+            return reason
+    return ""
+
+
+def _for_re2(pattern: str) -> str:
+    r"""A reason pattern as RE2 takes it, matching at least wherever the original does.
+
+    RE2 has no look-behind, so each ``(?<!…)``/``(?<=…)`` is dropped (the pattern only
+    matches more). Everything else the patterns use (classes, ``\s``, ``\b``, bounded
+    repeats) means the same on lower-case ASCII text, except that Python's ``\s`` also
+    matches \v and \x1c-\x1f: those are turned into spaces first (_SPACES_RE2_LACKS).
+    """
+    return re.sub(r"\(\?<[!=][^()]*\)", "", pattern)
+
+
+_SPACES_RE2_LACKS: Final = str.maketrans("\v\x1c\x1d\x1e\x1f", "     ")
+
+
+def _candidate_set() -> re2.Set:
+    found = re2.Set.SearchSet(re2.Options())
+    for _, pattern in _LOWER_PATTERNS:
+        found.Add(_for_re2(pattern.pattern))
+    found.Compile()
+    return found
+
+
+_CANDIDATES: Final = _candidate_set()
+_ANY_CANDIDATE: Final = re2.compile(
+    "|".join(f"(?:{_for_re2(p.pattern)})" for _, p in _LOWER_PATTERNS)
+)
 
 
 # RFC 3463 subject/detail codes to reasons, used when the text says nothing useful.
