@@ -34,6 +34,9 @@ class BrokerUnavailable(Exception):
 
 
 def dispatch(effects: Iterable[Effect]) -> None:
+    effects = list(effects)
+    if not effects:
+        return  # a reading command need not load Celery and the broker's client (~0.3 s)
     from workers.tasks import (
         deliver_webhooks,
         enqueue_ranges,
