@@ -328,6 +328,21 @@ def _pool_size(sender: Any = None, **_: object) -> None:
     import newsletter.sending.job  # noqa: F401
 
     get_engine()  # loads the database driver; no connection yet (each child makes its own)
+    _parse_signing_keys()
+
+
+def _parse_signing_keys() -> None:
+    """The DKIM keys parsed once, before the pool forks: each child would otherwise run
+    the RSA key's consistency check (~70 ms on a slow core) before its first message or
+    confirmation mail. The parsed key is cached by path, mtime and size, so a key file
+    replaced later is read again."""
+    from newsletter.config import ConfigError
+    from newsletter.mail.dkim import keys_from_settings
+
+    try:
+        keys_from_settings(get_settings())
+    except ConfigError:
+        pass  # a key that cannot be read is reported by the send or mail that needs it
 
 
 @worker_before_create_process.connect

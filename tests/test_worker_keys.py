@@ -1,0 +1,51 @@
+"""A worker parses its DKIM keys once, before its pool forks: a pool child signs its first
+message with the parent's parsed key (bench/send.py measures the first message), and a
+key that cannot be read does not stop the worker from starting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import get_settings
+from newsletter.mail import dkim
+from newsletter.mail.dkim import keys_from_settings
+from tests.send_support import dkim_keys
+from workers import tasks
+
+
+def child_signs_without_parsing() -> bool:
+    """A forked child, as a pool process is: it gets both keys without parsing a file."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        parsed = dkim._parsed_key.cache_info().misses
+        keys = keys_from_settings(get_settings())
+        unparsed = dkim._parsed_key.cache_info().misses == parsed
+        os._exit(0 if len(keys) == 2 and unparsed else 1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def test_the_keys_are_parsed_before_the_fork_and_reused_in_the_child(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rsa_path, ed_path = dkim_keys(tmp_path)
+    monkeypatch.setenv("NEWSLETTER_DKIM_DOMAIN", "example.com")
+    monkeypatch.setenv("NEWSLETTER_DKIM_KEY_FILE", str(rsa_path))
+    monkeypatch.setenv("NEWSLETTER_DKIM_ED25519_KEY_FILE", str(ed_path))
+    get_settings.cache_clear()
+    dkim._parsed_key.cache_clear()
+    tasks._parse_signing_keys()
+    assert dkim._parsed_key.cache_info().currsize == 2
+    assert child_signs_without_parsing()
+
+
+def test_a_key_that_cannot_be_read_leaves_the_worker_starting(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_DKIM_KEY_FILE", str(tmp_path / "missing.pem"))
+    get_settings.cache_clear()
+    tasks._parse_signing_keys()  # no exception: the send that needs the key says what is wrong
+    with pytest.raises(Exception, match="NEWSLETTER_DKIM_KEY_FILE"):
+        keys_from_settings(get_settings())
