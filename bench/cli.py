@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from revisions import export
+
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = (
     ("--help",),
@@ -32,17 +34,6 @@ COMMANDS = (
     ("digest", "list", "--list", "news"),
 )
 RUN = "import sys; sys.argv[0] = 'newsletter'; from newsletter.cli import main; main()"
-
-
-def export(rev: str, into: Path) -> Path:
-    """That revision's code, as `git archive` gives it (no worktree, nothing changed in .git)."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "newsletter", "workers", "templates"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def run(code: Path, data: Path, args: tuple[str, ...]) -> float:

@@ -42,6 +42,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
+from revisions import export  # bench/revisions.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -277,17 +278,6 @@ def one_run(
         web_cpu_ms=web_cpu / requests * 1000,
         worker_cpu_ms=worker_cpu / requests * 1000,
     )
-
-
-def export(rev: str, into: Path) -> Path:
-    """That revision's code, as `git archive` gives it (no worktree, nothing changed in .git)."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "newsletter", "workers", "templates"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
 
 
 def report(label: str, runs: list[Result]) -> None:
