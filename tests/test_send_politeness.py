@@ -39,12 +39,13 @@ def _assert_capped_at_20_per_second(server: SmtpServer, emails: list[str]) -> No
     # 60 messages at 20/s: the first and the last are at least ~2.5 s apart ...
     assert times[-1] - times[0] >= 2.5, times[-1] - times[0]
     # ... and no second ever saw many more than 20: the shared cap counts in 1/10 s
-    # windows, so a second may straddle one window more, and the times are when the
+    # windows, so a window of T seconds may hold 20 * T + 2, and the times are when the
     # test's server read each message, which on a loaded machine (the suite runs in
-    # parallel) bunches a few late ones into the next second. No cap, or a doubled
-    # one, would show 40 to 60 in one second; over two seconds the jitter evens out.
+    # parallel) bunches late ones into the next window: up to 0.3 s of them (6 more) is
+    # allowed, in one second and in two alike. No cap, or a doubled one, would show 40 to
+    # 60 in one second; a cap 30% too high, 54 in two.
     assert _busiest_second(server.messages) <= 28, _busiest_second(server.messages)
-    assert _busiest_second(server.messages, 2.0) <= 43, _busiest_second(server.messages, 2.0)
+    assert _busiest_second(server.messages, 2.0) <= 48, _busiest_second(server.messages, 2.0)
 
 
 def test_send_rate_is_shared_by_two_workers_through_redis(
