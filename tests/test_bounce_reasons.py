@@ -23,11 +23,7 @@ def reference(text: str) -> str:
     """The classifier as its patterns define it: each in priority order, IGNORECASE."""
     if not text:
         return ""
-    cleaned = classify._URL.sub(r" \1 ", text)
-    for reason, pattern in REASON_PATTERNS:
-        if pattern.search(cleaned):
-            return reason
-    return ""
+    return classify._first_reason(classify._URL.sub(r" \1 ", text), REASON_PATTERNS)
 
 
 def fixture_texts() -> list[tuple[str, str]]:

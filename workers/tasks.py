@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import smtplib
@@ -339,10 +340,9 @@ def _parse_signing_keys() -> None:
     from newsletter.config import ConfigError
     from newsletter.mail.dkim import keys_from_settings
 
-    try:
+    # A key that cannot be read is reported by the send or mail that needs it.
+    with contextlib.suppress(ConfigError):
         keys_from_settings(get_settings())
-    except ConfigError:
-        pass  # a key that cannot be read is reported by the send or mail that needs it
 
 
 @worker_before_create_process.connect
