@@ -94,6 +94,14 @@ def test_a_batch_with_mixed_outcomes_ends_with_the_right_status_per_row(
                 assert message_id is not None and message_id.startswith("<"), email
         received = sorted(r for m in server.messages for r in m.rcpt_tos)
         assert received == sorted(set(EMAILS) - DEFERRED - BOUNCED - LEFT)
+        # Each reader's message is made while the reply before it travels: the one made
+        # for a reader refused at RCPT is dropped, and every message that went out is
+        # the one of the reader it went to.
+        for m in server.messages:
+            (to,) = m.rcpt_tos
+            assert m.message["To"].addresses[0].addr_spec == to
+            greeting = f"Hello Reader {EMAILS.index(to)},"
+            assert greeting in m.message.get_body(("plain",)).get_content(), to
     finally:
         server.stop()
 

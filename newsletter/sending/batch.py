@@ -49,6 +49,7 @@ the row → the `Change` the ledger gets), `Ledger` (the changes not folded yet)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -56,6 +57,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -359,10 +361,11 @@ class _Sender:
     K connection coroutines (ConnectionSet: this process's share, opened as needed) pull
     rows from one queue on the worker's event loop, so a slow connection does not hold
     up the others. Each connection reserves its next row when it sends the current one,
-    to prime that row's envelope (never a backed-off domain's), and journals an accept
-    before its next content: one message per connection in flight. A watcher asks the
-    operator's word every CONTROL_SECONDS and folds every FLUSH_SECONDS. The blocking
-    calls (journal append, fold, status) are short and run on the loop itself.
+    to prime that row's envelope (never a backed-off domain's) and to make that row's
+    message while this reply travels (AsyncConnection.deliver's `ahead`), and journals
+    an accept before its next content: one message per connection in flight. A watcher
+    asks the operator's word every CONTROL_SECONDS and folds every FLUSH_SECONDS. The
+    blocking calls (journal append, fold, status) are short and run on the loop itself.
     """
 
     def __init__(self, batch: Batch) -> None:
@@ -482,6 +485,7 @@ class _Sender:
         heartbeat = self.batch.heartbeat
         row = self._take()
         primed: Envelope | None = None  # row's envelope, made when it was primed
+        made: bytes | None = None  # row's message, made while the last reply travelled
         nxt: Row | None = None
         failed = True
         try:
@@ -490,7 +494,7 @@ class _Sender:
                     raise ClaimLapsing(f"claim {self.batch.claim.token} not renewed")
                 nxt = self._take()
                 try:
-                    primed = await self._one(conn, row, primed, nxt)
+                    primed, made = await self._one(conn, row, primed, made, nxt)
                 except SmtpUnavailable as exc:
                     self.outage = exc
                     self._put_back(row)
@@ -542,17 +546,23 @@ class _Sender:
         )
 
     async def _one(
-        self, conn: AsyncConnection, row: Row, primed: Envelope | None, nxt: Row | None
-    ) -> Envelope | None:
-        """Send one row and note its change; returns the envelope primed for `nxt`.
-        Raises SmtpUnavailable (nothing noted)."""
+        self,
+        conn: AsyncConnection,
+        row: Row,
+        primed: Envelope | None,
+        made: bytes | None,
+        nxt: Row | None,
+    ) -> tuple[Envelope | None, bytes | None]:
+        """Send one row (its message `made` already, or made here) and note its change;
+        returns the envelope primed for `nxt` and, when primed, its message made while
+        this reply travelled. Raises SmtpUnavailable (nothing noted)."""
         assert row.email is not None and row.subscription_id is not None
         domain = domain_of(row.email)
         until = self.ctx.domains.blocked_until(domain)
         if until is not None:
             self._add(held_back(row, domain, datetime.fromtimestamp(until, utcnow().tzinfo)))
             conn.abandon()  # its envelope may have been primed with the last message
-            return None
+            return None, None
         # Waiting for the rate caps, a lane must still heed a pause: the row goes back.
         while (wait := self.ctx.limiter.reserve()) > 0:
             await self._wait(wait)
@@ -560,22 +570,38 @@ class _Sender:
             await self._wait(wait)
         if self.halt is not None:
             raise _Halted
+        current = primed or self._envelope(row)
+        then = self._envelope(nxt) if nxt is not None and self._may_prime(nxt) else None
+        wire = made if made is not None else self._render(row)
+        following: list[bytes] = []
+        ahead = None
+        if nxt is not None and then is not None:
+            ahead = partial(self._render_ahead, nxt, following)
+        attempt = await conn.deliver(wire, current.mail_from, current.rcpt, then, ahead)
+        made = following[0] if following else None
+        if attempt.status == "sent":
+            self.ctx.domains.success(domain)
+            self._accepted(row.id)
+            return then, made
+        if attempt.status == "deferred" and attempt.code is not None and 400 <= attempt.code < 500:
+            self.ctx.domains.temporary_failure(domain)
+        self._add(outcome(attempt, row, self.settings, utcnow()))
+        return then, made
+
+    def _render(self, row: Row) -> bytes:
+        """The row's message as it goes on the wire (signed when DKIM is set)."""
+        assert row.email is not None and row.subscription_id is not None
         if row.attributes is None:
             recipient = Recipient(row.id, row.email, row.name, row.subscription_id)
         else:
             recipient = Recipient(row.id, row.email, row.name, row.subscription_id, row.attributes)
-        current = primed or self._envelope(row)
-        then = self._envelope(nxt) if nxt is not None and self._may_prime(nxt) else None
-        wire = self._template_of(row).render_wire(recipient)
-        attempt = await conn.deliver(wire, current.mail_from, current.rcpt, then)
-        if attempt.status == "sent":
-            self.ctx.domains.success(domain)
-            self._accepted(row.id)
-            return then
-        if attempt.status == "deferred" and attempt.code is not None and 400 <= attempt.code < 500:
-            self.ctx.domains.temporary_failure(domain)
-        self._add(outcome(attempt, row, self.settings, utcnow()))
-        return then
+        return self._template_of(row).render_wire(recipient)
+
+    def _render_ahead(self, row: Row, into: list[bytes]) -> None:
+        """The next row's message, made while the current reply travels. A failure is
+        left for the row's own turn, which makes it again and reports it for that row."""
+        with contextlib.suppress(Exception):
+            into.append(self._render(row))
 
     async def _wait(self, seconds: float) -> None:
         if self.halt is not None:
