@@ -121,6 +121,35 @@ def test_every_subscriber_gets_one_signed_message_and_failures_are_recorded(
         server.stop()
 
 
+def test_a_threads_pool_worker_sends_everyone_once(
+    backend: tuple[str, str | None], data_dir: Path, tmp_path: Path
+) -> None:
+    """`newsletter worker --pool threads` (the README's choice for small hardware): two
+    batches side by side in one process, each thread with its own connections and its
+    own message made ahead, and still one message per reader, each their own."""
+    database, broker = backend
+    readers = [f"reader{i}@example.org" for i in range(120)]
+    digest_id = populate(readers)
+    server = SmtpServer().start()
+    app = AppProcesses(send_env(data_dir, server.url, database, broker), tmp_path)
+    try:
+        app.start_worker("--pool", "threads", "--concurrency", "2")
+        app.run("digest", "send", "--list", "news")
+        st = wait_status(app, digest_id)
+        assert (st["sent"], st["failed"], st["queued"]) == (120, 0, 0)
+        assert Counter(r for m in server.messages for r in m.rcpt_tos) == Counter(readers)
+        for received in server.messages:
+            (to,) = received.rcpt_tos
+            msg = received.message
+            assert msg["To"].addresses[0].addr_spec == to
+            greeting = f"Hello Reader {readers.index(to)},"
+            assert greeting in msg.get_body(("plain",)).get_content()
+        assert "ForkPoolWorker" not in app.log("worker")
+    finally:
+        app.stop()
+        server.stop()
+
+
 def test_outage_pauses_with_the_reason_and_resumes_when_smtp_answers(
     sqlite_db: str, data_dir: Path, tmp_path: Path
 ) -> None:
