@@ -463,7 +463,8 @@ class AppProcesses:
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, 30, f"web to answer {base}/healthz", details=lambda: self.log("web"))
+        # A limit, not a wait: `--workers 2` on two busy cores has needed more than 30 s.
+        wait_until(healthy, 60, f"web to answer {base}/healthz", details=lambda: self.log("web"))
         return base
 
     def start_worker(self, *extra: str, name: str = "worker") -> subprocess.Popen[bytes]:
