@@ -1,10 +1,13 @@
 """A worker parses its DKIM keys once, before its pool forks: a pool child signs its first
 message with the parent's parsed key (bench/send.py measures the first message), and a
-key that cannot be read does not stop the worker from starting."""
+key that cannot be read does not stop the worker from starting. SQLAlchemy's mappers are
+configured before the fork too."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,19 @@ def test_a_key_that_cannot_be_read_leaves_the_worker_starting(
     tasks._parse_signing_keys()  # no exception: the send that needs the key says what is wrong
     with pytest.raises(Exception, match="NEWSLETTER_DKIM_KEY_FILE"):
         keys_from_settings(get_settings())
+
+
+def test_the_mappers_are_configured_before_the_fork(tmp_path: Path) -> None:
+    """The worker's start-up hook leaves SQLAlchemy nothing to configure at a child's first
+    query (a new interpreter: the test process's own mappers are configured already)."""
+    code = (
+        "from workers import tasks\n"
+        "from newsletter.models import Delivery, Subscriber\n"
+        "assert not Delivery.__mapper__.configured\n"
+        "tasks._pool_size()\n"
+        "assert Delivery.__mapper__.configured and Subscriber.__mapper__.configured\n"
+    )
+    env = {**os.environ, "NEWSLETTER_DATA_DIR": str(tmp_path)}
+    env["NEWSLETTER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
