@@ -314,6 +314,9 @@ class SmtpRules:
     reject: set[str] = field(default_factory=set)
     defer: set[str] = field(default_factory=set)
     drop: set[str] = field(default_factory=set)
+    # (n, s): `defer` answers 451 only until s seconds after its n-th 451, on the server's
+    # own clock, so a test's trouble ends on time however late the test thread runs.
+    defer_window: tuple[int, float] | None = None
     # Offered by Postfix, Exim, Gmail and Microsoft alike; aiosmtpd handles pipelined
     # commands but does not advertise them by itself.
     pipelining: bool = True
@@ -324,7 +327,16 @@ class RecordingHandler:
         self.rules = rules
         self.messages: list[Received] = []
         self.rcpts: list[tuple[float, str]] = []  # every RCPT TO asked, accepted or not
+        self.deferred: list[float] = []  # when each 451 of `rules.defer` was answered
         self.lock = threading.Lock()
+
+    def defer_ends(self) -> float | None:
+        """When `rules.defer_window` stops the 451s (None: not yet known or no window)."""
+        window = self.rules.defer_window
+        with self.lock:
+            if window is None or len(self.deferred) < window[0]:
+                return None
+            return self.deferred[window[0] - 1] + window[1]
 
     async def handle_EHLO(
         self,
@@ -343,11 +355,15 @@ class RecordingHandler:
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
     ) -> str:
         addr = address.lower()
+        now = time.time()
         with self.lock:
-            self.rcpts.append((time.time(), addr))
+            self.rcpts.append((now, addr))
         if addr in self.rules.reject:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        if addr in self.rules.defer:
+        ends = self.defer_ends()
+        if addr in self.rules.defer and (ends is None or now < ends):
+            with self.lock:
+                self.deferred.append(now)
             return f"451 4.7.1 <{address}>: Please try again later (greylisted)"
         if addr in self.rules.drop:
             assert server.transport is not None

@@ -239,7 +239,12 @@ def test_two_workers_deliver_a_domain_soon_after_its_451s_stop(
     slow = [f"slow{i}@slow.example" for i in range(12)]
     emails = [x for pair in zip(fine[:12], slow, strict=True) for x in pair] + fine[12:]
     digest_id = populate(emails)
-    rules = SmtpRules(defer=set(slow))
+    # The 451s go on after the strikes, to whatever the workers had in flight (and, with
+    # a probe, to the first probe: 1.5 s after the first backoff ended), then stop, on
+    # the server's clock: a test thread starved on a loaded machine must not let them
+    # run into a probe it did not mean to fail.
+    window = 1.0 if probes == 0 else base + 1.5
+    rules = SmtpRules(defer=set(slow), defer_window=(STRIKES, window))
     server = SmtpServer(rules).start()
     env = send_env(data_dir, server.url, postgres_db, own_redis.url)
     env |= {
@@ -253,17 +258,15 @@ def test_two_workers_deliver_a_domain_soon_after_its_451s_stop(
         app.start_worker("--concurrency", "2", "-n", "one@host", name="w1")
         app.start_worker("--concurrency", "2", "-n", "two@host", name="w2")
         app.run("digest", "send", "--list", "news")
-        server.wait_for(lambda _: len(server.attempts("slow.example")) >= STRIKES, timeout=60)
-        # The 451s go on meanwhile, to whatever the workers had in flight (and, with a
-        # probe, to the first probe: 1.5 s after the first backoff ended).
-        time.sleep(1.0 if probes == 0 else base + 1.5)
-        rules.defer.clear()  # slow.example accepts again
-        stopped = time.time()
-        st = wait_status(app, digest_id, ("sent",), timeout=60)
+        st = wait_status(app, digest_id, ("sent",), timeout=90)
+        stopped = server.handler.defer_ends()
+        assert stopped is not None, "slow.example never answered 451 three times"
         assert (st["sent"], st["failed"]) == (36, 0), st
         arrived = [m.at for m in server.messages if m.rcpt_tos[0].endswith("@slow.example")]
         assert len(arrived) == len(slow)
-        assert max(arrived) - stopped <= base * 2**probes + 3.0, (max(arrived) - stopped, st)
+        # Measured on a loaded machine: 3.2 s (probes 0) and 6.5 s at most; one level too
+        # many (a 451 to a message in flight taken for a failed probe) gives 6.1 s or more.
+        assert max(arrived) - stopped <= base * 2**probes + 2.5, (max(arrived) - stopped, st)
     finally:
         app.stop()
         server.stop()
