@@ -1,7 +1,7 @@
 """A worker parses its DKIM keys once, before its pool forks: a pool child signs its first
 message with the parent's parsed key (bench/send.py measures the first message), and a
 key that cannot be read does not stop the worker from starting. SQLAlchemy's mappers are
-configured before the fork too."""
+configured before the fork too. A worker without DKIM never loads cryptography."""
 
 from __future__ import annotations
 
@@ -68,3 +68,24 @@ def test_the_mappers_are_configured_before_the_fork(tmp_path: Path) -> None:
     env["NEWSLETTER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite'}"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("with_key", [False, True])
+def test_cryptography_is_loaded_only_where_a_key_signs(with_key: bool, tmp_path: Path) -> None:
+    """Without DKIM a worker never loads cryptography's library (5-6 MB read into each
+    process); with a key, the start-up hook loads it before the fork, for the children
+    to share."""
+    code = (
+        "import sys\n"
+        "from workers import tasks\n"
+        "tasks._pool_size()\n"
+        "print('cryptography.hazmat.bindings._rust' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_DKIM_")}
+    env["NEWSLETTER_DATA_DIR"] = str(tmp_path)
+    env["NEWSLETTER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    if with_key:
+        env["NEWSLETTER_DKIM_KEY_FILE"] = str(dkim_keys(tmp_path)[0])
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(with_key)

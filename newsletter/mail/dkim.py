@@ -13,18 +13,22 @@ digest of the same data (ed25519-sha256, RFC 8463).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from typing import TYPE_CHECKING, Any
 
 from newsletter.config import ConfigError, Settings
+
+# `cryptography` is imported where a key is read or used, not with this module: a
+# deployment without DKIM never loads its 14 MB library (5-6 MB of it read into each
+# worker), nor pays its ~15 ms at every start of a command that could sign.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 _WSP = re.compile(rb"[ \t]+")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
@@ -74,18 +78,39 @@ class DkimKey:
     domain: str
     selector: str
     key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    # The signing call for this key's type, chosen once: `sign` runs once per message.
+    _sign: Callable[[bytes], bytes] = dataclasses.field(init=False, repr=False, compare=False)
+    algorithm: str = dataclasses.field(init=False, compare=False)
 
-    @property
-    def algorithm(self) -> str:
-        return "ed25519-sha256" if isinstance(self.key, ed25519.Ed25519PrivateKey) else "rsa-sha256"
+    def __post_init__(self) -> None:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ed25519, padding
+
+        key = self.key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            algorithm = "ed25519-sha256"
+
+            def sign(data: bytes) -> bytes:
+                return key.sign(hashlib.sha256(data).digest())
+
+        else:
+            algorithm = "rsa-sha256"
+            pad, digest = padding.PKCS1v15(), hashes.SHA256()
+
+            def sign(data: bytes) -> bytes:
+                return key.sign(data, pad, digest)
+
+        object.__setattr__(self, "_sign", sign)
+        object.__setattr__(self, "algorithm", algorithm)
 
     def sign(self, data: bytes) -> bytes:
-        if isinstance(self.key, ed25519.Ed25519PrivateKey):
-            return self.key.sign(hashlib.sha256(data).digest())
-        return self.key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return self._sign(data)
 
     def public_dns_record(self) -> bytes:
         """The TXT record to publish at <selector>._domainkey.<domain>."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
         pub = self.key.public_key()
         if isinstance(pub, ed25519.Ed25519PublicKey):
             raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -97,6 +122,8 @@ class DkimKey:
 
 
 def load_key(path: Path, domain: str, selector: str) -> DkimKey:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     try:
         # Parsed once per version of the file: every system mail signs with it.
         stat = path.stat()
@@ -114,6 +141,8 @@ def load_key(path: Path, domain: str, selector: str) -> DkimKey:
 
 @lru_cache(maxsize=8)
 def _parsed_key(path: str, mtime_ns: int, size: int) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
     return serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
 
 
