@@ -30,6 +30,20 @@ def child_signs_without_parsing() -> bool:
     return os.waitpid(pid, 0)[1] == 0
 
 
+def in_new_interpreter(code: str, tmp_path: Path, **settings: str) -> str:
+    """Run `code` in a new Python on a SQLite database of its own, with no DKIM settings
+    but `settings`; returns what it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_DKIM_")}
+    env |= {
+        "NEWSLETTER_DATA_DIR": str(tmp_path),
+        "NEWSLETTER_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        **settings,
+    }
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_the_keys_are_parsed_before_the_fork_and_reused_in_the_child(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,10 +78,7 @@ def test_the_mappers_are_configured_before_the_fork(tmp_path: Path) -> None:
         "tasks._pool_size()\n"
         "assert Delivery.__mapper__.configured and Subscriber.__mapper__.configured\n"
     )
-    env = {**os.environ, "NEWSLETTER_DATA_DIR": str(tmp_path)}
-    env["NEWSLETTER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    in_new_interpreter(code, tmp_path)
 
 
 @pytest.mark.parametrize("with_key", [False, True])
@@ -81,11 +92,5 @@ def test_cryptography_is_loaded_only_where_a_key_signs(with_key: bool, tmp_path:
         "tasks._pool_size()\n"
         "print('cryptography.hazmat.bindings._rust' in sys.modules)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_DKIM_")}
-    env["NEWSLETTER_DATA_DIR"] = str(tmp_path)
-    env["NEWSLETTER_DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    if with_key:
-        env["NEWSLETTER_DKIM_KEY_FILE"] = str(dkim_keys(tmp_path)[0])
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str(with_key)
+    key = {"NEWSLETTER_DKIM_KEY_FILE": str(dkim_keys(tmp_path)[0])} if with_key else {}
+    assert in_new_interpreter(code, tmp_path, **key) == str(with_key)
